@@ -1,0 +1,131 @@
+"""What every command shares: common options, the context (config, inventory),
+node selection from the command line, and error handling with exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from ..errors import ImagingError, SelectorError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..images import Repository
+    from ..inventory import Inventory, Node
+
+log = logging.getLogger("imaging.cli")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--config", metavar="FILE", action="append", default=[],
+                        help="read this config file after the standard ones (repeatable)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show a traceback on errors")
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    """The node selection arguments: ``-a`` and node specs."""
+    parser.add_argument("-a", "--all-nodes", action="store_true",
+                        help="add the configured all_scope ([testbed] all_scope)")
+    parser.add_argument("specs", nargs="*", metavar="SPEC",
+                        help="nodes: 7, fit07, reboot7, 1-12, fit15-reboot18, 1-9-2 (step),"
+                             " 1,3,5, ~4-6 (remove); applied in order; default $NODES")
+
+
+class Context:
+    """What a command runs with: its name, arguments, config and inventory,
+    each loaded once on first use."""
+
+    def __init__(self, prog: str, args: argparse.Namespace,
+                 environ: dict[str, str] | None = None) -> None:
+        self.prog = prog
+        self.args = args
+        self.environ = dict(os.environ if environ is None else environ)
+
+    @cached_property
+    def config(self) -> Config:
+        """The effective configuration."""
+        from ..config import Config
+        return Config.load(extra=self.args.config, environ=self.environ)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        """The inventory named by ``[testbed] inventory``."""
+        from ..inventory import Inventory
+        return Inventory.load(self.config.get_path("testbed", "inventory"))
+
+    @cached_property
+    def repository(self) -> Repository:
+        """The image repository: ``[images] images_dir`` plus the current directory."""
+        from ..images import Repository
+        return Repository.from_config(self.config)
+
+    def select_nodes(self) -> list[Node]:
+        """The nodes chosen by ``-a`` and the specs (or ``$NODES``), validated."""
+        from ..selector import select
+        config = self.config
+        specs = list(self.args.specs)
+        if not specs and not self.args.all_nodes:
+            specs = self.environ.get("NODES", "").split()
+            if not specs:
+                raise SelectorError("no nodes given: name some (e.g. 1-5), use -a, or set $NODES")
+        try:
+            numbers = select(
+                specs,
+                all_scope=config.get_str("testbed", "all_scope") if self.args.all_nodes else None,
+                prefixes=(config.get_str("testbed", "regularname"),
+                          config.get_str("testbed", "rebootname")),
+                known=self.inventory.numbers(),
+            )
+        except SelectorError as exc:
+            raise SelectorError(self._suggest_image(specs, str(exc))) from None
+        return [self.inventory.by_number(n) for n in numbers]
+
+    def _suggest_image(self, specs: list[str], message: str) -> str:
+        """Add a hint when a spec that is not a node names an image (a forgotten -i)."""
+        from ..images import validate_name
+        if not hasattr(self.args, "image"):
+            return message
+        for spec in specs:
+            try:
+                validate_name(spec)
+                self.repository.resolve(spec)
+            except ImagingError:
+                continue
+            return f"{spec!r} is not a node, but an image has that name: did you mean -i {spec}?"
+        return message
+
+
+def execute(prog: str, run: Callable[[argparse.Namespace, Context], int],
+            args: argparse.Namespace, argv: list[str]) -> int:
+    """Run a command: set up the log, map errors to one line and an exit code."""
+    ctx = Context(prog, args)
+    try:
+        from ..logfile import setup_logging
+        warning = setup_logging(ctx.config, argv)
+        if warning:
+            print(f"{prog}: warning: {warning}", file=sys.stderr)
+        code = run(args, ctx)
+        log.info("%s exits %d", prog, code)
+        return code
+    except ImagingError as exc:
+        log.error("%s: %s", prog, exc.message, exc_info=True)
+        if args.debug:
+            raise
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.warning("%s interrupted", prog)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `imaging-list | head`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

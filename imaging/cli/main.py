@@ -1,0 +1,95 @@
+"""`imaging-main` and every `imaging-<command>` land here.
+
+The command is taken from the program's name (``imaging-load`` → load), so every
+command is this one program reached through a console script or a symlink;
+``imaging-main load …`` works too.  Command modules are imported only once
+chosen, so ``--help`` answers without loading the network libraries.
+
+A command module ``imaging.cli.<name>`` provides ``add_arguments(parser)`` and
+``run(args, ctx) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> (module, one-line summary); summaries live here so that listing
+# the commands imports none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "load": ("imaging.cli.load", "load an image on nodes by multicast"),
+    "save": ("imaging.cli.save", "save a node's disk into an image"),
+    "wait": ("imaging.cli.wait", "wait until nodes answer ssh"),
+    "list": ("imaging.cli.list", "list the image repository"),
+    "nodes": ("imaging.cli.nodes", "print the hostnames a node spec selects"),
+    "resolve": ("imaging.cli.resolve", "print the file that -i NAME would load"),
+    "config": ("imaging.cli.config", "print the effective configuration and where each value comes from"),
+    "testbed": ("imaging.cli.testbed", "run the emulated testbed shipped with the product"),
+}
+MAIN_NAMES = ("imaging-main", "imaging", "__main__")
+
+
+def _command_from_argv0(argv0: str) -> str | None:
+    name = os.path.basename(argv0)
+    for suffix in (".py",):
+        name = name.removesuffix(suffix)
+    if name in MAIN_NAMES:
+        return None
+    if name.startswith("imaging-") and name[len("imaging-"):] in COMMANDS:
+        return name[len("imaging-"):]
+    known = ", ".join(f"imaging-{c}" for c in COMMANDS)
+    print(f"{name}: error: unknown command name {name!r}; known: imaging-main, {known}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="imaging-main",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load disk images on the nodes of a testbed, and save them back.",
+        epilog=f"commands:\n{lines}\n\nEach command is also installed as imaging-<command>;"
+               " 'imaging-main COMMAND --help' tells more.",
+    )
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=_version())
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+    return f"imaging {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command named by ``argv[0]`` (or ``argv[1]`` for imaging-main); return the exit code."""
+    argv = list(sys.argv if argv is None else argv)
+    command = _command_from_argv0(argv[0])
+    rest = argv[1:]
+    if command is None:
+        if not rest or rest[0].startswith("-"):
+            _main_parser().parse_args(rest or ["--help"])
+            return 2  # parse_args exits; kept for type checkers
+        if rest[0] not in COMMANDS:
+            _main_parser().parse_args(rest[:1])
+        command, rest = rest[0], rest[1:]
+    module_name, summary = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    prog = f"imaging-{command}"
+    parser = argparse.ArgumentParser(prog=prog, description=summary)
+    from .common import add_common_arguments, execute
+    add_common_arguments(parser)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return execute(prog, module.run, args, argv)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

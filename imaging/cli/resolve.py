@@ -1,0 +1,24 @@
+"""`imaging-main resolve NAME`: print the file that `-i NAME` would load."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import Context
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `resolve`."""
+    parser.add_argument("name", metavar="NAME", help="a path, file name, alias or radical")
+    parser.add_argument("--transport", choices=("frisbee", "udpcast"),
+                        help="only images this transport loads")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the resolved path; tell on stderr which older candidates lost."""
+    found = ctx.repository.resolve(args.name, args.transport)
+    print(found.image.path)
+    for other in found.others:
+        print(f"  (newer than {other.path})", file=sys.stderr)
+    return 0

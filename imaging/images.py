@@ -1,0 +1,248 @@
+"""The image repository: listing, naming and resolving images.
+
+Images live in the repository folder (``[images] images_dir``) and, for a
+user's own saves, in the current directory.  A file is an image when its name
+ends in one of :data:`EXTENSIONS`; a symlink to an image is an alias of it.
+Saves are named ``saving__<host>__<YYYY-MM-DD@HH-MM>__<radical>.<ext>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ImageError
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger(__name__)
+
+# extension -> transport that loads it; longest first so .img.zst beats .img
+EXTENSIONS: dict[str, str] = {".img.zst": "udpcast", ".ndz": "frisbee", ".img": "udpcast"}
+SAVE_RE = re.compile(r"\Asaving__(?P<host>[^_/]+)__(?P<date>\d{4}-\d\d-\d\d@\d\d-\d\d)__(?P<radical>.+)\Z")
+DATE_FORMAT = "%Y-%m-%d@%H-%M"
+MAX_NAME = 200
+
+
+def split_extension(filename: str) -> tuple[str, str] | None:
+    """``(stem, ext)`` when the file name has an image extension, else None."""
+    for ext in EXTENSIONS:
+        if filename.endswith(ext) and len(filename) > len(ext):
+            return filename[: -len(ext)], ext
+    return None
+
+
+def validate_name(name: str) -> str:
+    """Check an image name given by a user; return it or raise ImageError."""
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif len(name) > MAX_NAME:
+        problem = f"is longer than {MAX_NAME} characters"
+    elif "/" in name or "\\" in name:
+        problem = "contains a slash"
+    elif ".." in name:
+        problem = "contains '..'"
+    elif name.startswith(("-", ".")):
+        problem = f"starts with {name[0]!r}"
+    elif not name.isprintable() or any(c.isspace() for c in name):
+        problem = "contains a space or a control character"
+    if problem:
+        raise ImageError(f"image name {name!r} {problem}; use letters, digits, '.', '-', '_'")
+    return name
+
+
+def save_name(host: str, when: datetime, radical: str, ext: str) -> str:
+    """The file name of a save: ``saving__<host>__<date>__<radical><ext>``."""
+    validate_name(radical)
+    if ext not in EXTENSIONS:
+        raise ImageError(f"unknown image extension {ext!r}")
+    return f"saving__{host}__{when.strftime(DATE_FORMAT)}__{radical}{ext}"
+
+
+@dataclass
+class Image:
+    """One image file and what is known of it."""
+
+    path: Path  # the real file, symlinks resolved
+    ext: str
+    size: int
+    mtime: float
+    aliases: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return self.path.name
+
+    @property
+    def stem(self) -> str:
+        """The file name without its image extension."""
+        return self.name[: -len(self.ext)]
+
+    @property
+    def transport(self) -> str:
+        """The transport that loads it: frisbee or udpcast."""
+        return EXTENSIONS[self.ext]
+
+    @property
+    def save_info(self) -> re.Match[str] | None:
+        """The parts of a save's name (host, date, radical), or None."""
+        return SAVE_RE.match(self.stem)
+
+    @property
+    def radical(self) -> str:
+        """What a save was named by its user; the stem for other images."""
+        info = self.save_info
+        return info["radical"] if info else self.stem
+
+    @property
+    def when(self) -> datetime:
+        """Modification time."""
+        return datetime.fromtimestamp(self.mtime)
+
+    def file_names(self) -> list[str]:
+        """Its file name and its aliases' names."""
+        return [self.name] + [alias.name for alias in self.aliases]
+
+    def stems(self) -> list[str]:
+        """Those names without their image extensions."""
+        return [(split_extension(name) or (name, ""))[0] for name in self.file_names()]
+
+    def checksum(self) -> str | None:
+        """The sha256 recorded in the ``<file>.sha256`` sidecar, if any."""
+        sidecar = self.path.with_name(self.name + ".sha256")
+        try:
+            words = sidecar.read_text(encoding="utf-8").split()
+        except OSError:
+            return None
+        return words[0] if words and re.fullmatch(r"[0-9a-f]{64}", words[0]) else None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The image a name resolves to, and the other candidates that lost."""
+
+    image: Image
+    others: tuple[Image, ...] = ()
+
+
+def image_from_path(path: Path) -> Image:
+    """The image at a path (symlinks followed); ImageError if not an image."""
+    real = Path(os.path.realpath(path))
+    split = split_extension(real.name)
+    if split is None:
+        raise ImageError(f"{path}: not an image file (names end in {', '.join(EXTENSIONS)})")
+    try:
+        stat = real.stat()
+    except OSError as exc:
+        raise ImageError(f"{path}: {exc.strerror}") from None
+    if not real.is_file():
+        raise ImageError(f"{path}: not a regular file")
+    return Image(real, split[1], stat.st_size, stat.st_mtime)
+
+
+class Repository:
+    """The folders that hold images, searched in order."""
+
+    def __init__(self, folders: Sequence[Path]) -> None:
+        unique: dict[str, Path] = {}
+        for folder in folders:
+            unique.setdefault(os.path.realpath(folder), folder)
+        self.folders = list(unique.values())
+
+    @classmethod
+    def from_config(cls, config: Config) -> Repository:
+        """The current directory, then ``[images] images_dir``."""
+        return cls([Path("."), config.get_path("images", "images_dir")])
+
+    def images(self) -> list[Image]:
+        """Every image once, with its aliases, sorted by date then name."""
+        found: dict[str, Image] = {}
+        links: list[Path] = []
+        for folder in self.folders:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError as exc:
+                log.debug("cannot list %s: %s", folder, exc)
+                continue
+            for entry in entries:
+                if split_extension(entry.name) is None:
+                    continue
+                if entry.is_symlink():
+                    links.append(entry)
+                    continue
+                try:
+                    image = image_from_path(entry)
+                except ImageError as exc:
+                    log.debug("skipped %s", exc)
+                    continue
+                found[str(image.path)] = image
+        for link in links:
+            real = os.path.realpath(link)
+            if real not in found:
+                try:
+                    found[real] = image_from_path(link)
+                except ImageError as exc:
+                    log.info("alias %s is dangling or not an image: %s", link, exc)
+                    continue
+            found[real].aliases.append(link)
+        return sorted(found.values(), key=lambda i: (i.mtime, i.name))
+
+    def resolve(self, name: str, transport: str | None = None) -> Resolution:
+        """The image ``-i NAME`` designates.
+
+        ``NAME`` is a path (contains ``/`` or names an existing file), a file
+        name or alias in a repository folder, such a name without its
+        extension, or the radical of saves (the newest wins).  With
+        ``transport``, only images that transport loads are candidates.
+        """
+        if "/" in name or (os.path.isfile(name) and split_extension(name)):
+            return Resolution(self._check_transport(image_from_path(Path(name)), transport))
+        validate_name(name)
+        everything = self.images()
+        for rule in (self._by_file_name, self._by_stem, self._by_radical):
+            matches = rule(everything, name)
+            if not matches:
+                continue
+            usable = [i for i in matches if transport in (None, i.transport)]
+            if not usable:
+                return Resolution(self._check_transport(matches[0], transport))
+            if rule is not self._by_radical and len({i.transport for i in usable}) > 1:
+                paths = ", ".join(str(i.path) for i in usable)
+                raise ImageError(f"image {name!r} is ambiguous: {paths};"
+                                 " give the full file name or --transport")
+            usable.sort(key=lambda i: i.mtime, reverse=True)
+            return Resolution(usable[0], tuple(usable[1:]))
+        where = ", ".join(str(f) for f in self.folders)
+        raise ImageError(f"no image {name!r} in {where}; see imaging-list")
+
+    @staticmethod
+    def _check_transport(image: Image, transport: str | None) -> Image:
+        if transport not in (None, image.transport):
+            raise ImageError(f"{image.name} is a {image.transport} image; the {transport}"
+                             f" transport loads {_extensions_of(transport)} images")
+        return image
+
+    @staticmethod
+    def _by_file_name(images: Iterable[Image], name: str) -> list[Image]:
+        return [i for i in images if name in i.file_names()]
+
+    @staticmethod
+    def _by_stem(images: Iterable[Image], name: str) -> list[Image]:
+        return [i for i in images if name in i.stems()]
+
+    @staticmethod
+    def _by_radical(images: Iterable[Image], name: str) -> list[Image]:
+        return [i for i in images if i.save_info and i.radical == name]
+
+
+def _extensions_of(transport: str | None) -> str:
+    return "/".join(ext for ext, kind in EXTENSIONS.items() if kind == transport) or "no"

@@ -1,0 +1,39 @@
+"""The log file: everything goes to ``imaging.log`` (config ``[logging] file``);
+the terminal gets only the display and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+
+from .config import Config
+
+log = logging.getLogger("imaging")
+FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(config: Config, argv: list[str]) -> str | None:
+    """Send the ``imaging`` loggers to the configured file; return a warning
+    to show the user when the file cannot be opened (the command goes on)."""
+    path = config.get_path("logging", "file")
+    level_name = config.get_str("logging", "level").upper()
+    level = logging.getLevelNamesMapping().get(level_name)
+    warning = None
+    if level is None:
+        warning = f"[logging] level = {level_name!r} is not a level; using DEBUG"
+        level = logging.DEBUG
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    log.setLevel(level)
+    log.propagate = False
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        return f"cannot write the log file {path} ({exc.strerror}); set [logging] file to a writable path"
+    handler.setFormatter(logging.Formatter(FORMAT))
+    log.addHandler(handler)
+    log.info("command: %s (cwd %s, uid %d)", shlex.join(argv), os.getcwd(), os.getuid())
+    log.debug("config files read: %s", ", ".join(config.files) or "none (defaults only)")
+    return warning
