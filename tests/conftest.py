@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from imaging.cli.main import main
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_INVENTORY = ROOT / "inventory" / "sample-inventory.json"
+from tests.helpers import SAMPLE_INVENTORY
 
 
 @dataclass

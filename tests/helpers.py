@@ -13,3 +13,7 @@ def make_image(folder: Path, name: str, size: int = 1024, mtime: float | None = 
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_INVENTORY = ROOT / "inventory" / "sample-inventory.json"

@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("imaging.cli.save", "save a node's disk into an image"),
     "wait": ("imaging.cli.wait", "wait until nodes answer ssh"),
     "list": ("imaging.cli.list", "list the image repository"),
+    "status": ("imaging.cli.power", "print the power status of nodes (CMC)"),
+    "on": ("imaging.cli.power", "turn nodes on (CMC)"),
+    "off": ("imaging.cli.power", "turn nodes off (CMC)"),
+    "reset": ("imaging.cli.power", "reboot nodes, checking they really went down (CMC)"),
+    "info": ("imaging.cli.power", "print what the CMCs say of their nodes"),
     "nodes": ("imaging.cli.nodes", "print the hostnames a node spec selects"),
     "resolve": ("imaging.cli.resolve", "print the file that -i NAME would load"),
     "config": ("imaging.cli.config", "print the effective configuration and where each value comes from"),
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=summary)
     from .common import add_common_arguments, execute
     add_common_arguments(parser)
+    parser.set_defaults(command=command)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     return execute(prog, module.run, args, argv)

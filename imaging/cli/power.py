@@ -1,0 +1,33 @@
+"""`imaging-status|on|off|reset|info SPEC…`: talk to the nodes' management cards."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Context, add_node_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the power commands."""
+    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+                        help="deadline per node (default: from [nodes] cmc_timeout and idle_after_reset)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per node")
+    parser.add_argument("--plain", action="store_true",
+                        help="reset: only send the verb; do not check that the node went down")
+    add_node_arguments(parser)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Send the verb to every selected node; exit 0 only if every CMC answered as expected."""
+    import asyncio
+
+    from ..display import show_result
+    from ..jobs.power import power
+    from ..settings import power_settings
+
+    nodes = ctx.select_nodes()
+    settings = power_settings(ctx.config, args.timeout)
+    results = asyncio.run(power(nodes, args.command, settings, plain=args.plain))
+    for result in results:
+        show_result(result, args.json)
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,37 @@
+"""The power commands: status, on, off, reset (ensured), info, on many nodes at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..cmc import CmcClient, ResetSettings, ensure_reset
+from ..events import NodeResult
+from ..inventory import Node
+from .pernode import for_each_node
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    """How to talk to the CMCs."""
+
+    cmc_timeout: float
+    cmc_port: int
+    timeout: float  # the deadline of the whole command, per node
+    reset: ResetSettings
+
+
+async def power(nodes: Sequence[Node], verb: str, settings: PowerSettings,
+                plain: bool = False) -> list[NodeResult]:
+    """Send ``verb`` to every node's CMC; ``reset`` is ensure_reset unless ``plain``.
+
+    Results come back sorted by node number.
+    """
+    async with CmcClient(min(settings.cmc_timeout, settings.timeout), settings.cmc_port) as cmc:
+        async def work(node: Node) -> str:
+            if verb == "reset" and not plain:
+                return await ensure_reset(cmc, node, settings.reset)
+            return await cmc.request(node, verb)
+
+        results = [result async for result in for_each_node(nodes, work, settings.timeout)]
+    return sorted(results, key=lambda r: r.node.number)

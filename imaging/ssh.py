@@ -1,0 +1,54 @@
+"""ssh to a node's installed OS (asyncssh): reachability and commands."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NodeFailure
+from .retry import DeadlineExceeded, describe, retry_until
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach a node's installed OS."""
+
+    user: str = "root"
+    key: Path | None = None
+    port: int = 22
+    connect_timeout: float = 3.0
+    backoff: float = 1.0
+
+
+async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]:
+    """Run ``command``; return its exit status and standard output.
+
+    Raises OSError, asyncssh.Error or TimeoutError when the node cannot be
+    reached; the connection attempt is bounded by ``connect_timeout``.
+    """
+    import asyncssh
+    options = {"client_keys": [str(settings.key)]} if settings.key else {}
+    async with asyncssh.connect(host, settings.port, username=settings.user, known_hosts=None,
+                                connect_timeout=settings.connect_timeout, **options) as connection:
+        done = await connection.run(command, check=False)
+    output = done.stdout if isinstance(done.stdout, str) else ""
+    return int(done.exit_status or 0), output
+
+
+async def wait_until_up(host: str, settings: SshSettings, deadline: float) -> None:
+    """Retry until ``true`` runs over ssh, or raise NodeFailure at the deadline."""
+    import asyncssh
+
+    async def attempt() -> None:
+        status, _ = await run(host, "true", settings)
+        if status != 0:
+            raise EOFError(f"'true' exited {status}")
+
+    try:
+        await retry_until(attempt, deadline=deadline, backoff=settings.backoff, what=f"ssh {host}",
+                          retry_on=(OSError, TimeoutError, EOFError, asyncssh.Error))
+    except DeadlineExceeded as exc:
+        raise NodeFailure(f"ssh not up ({describe(exc.last_error)})") from None

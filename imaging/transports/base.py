@@ -1,0 +1,80 @@
+"""What every transport provides: the sender's command line (on the server), the
+receiver's command line (on the node, through telnet), a parser of the
+receiver's output, and the save pipeline."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The multicast group and port of one session."""
+
+    group: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """Everything the sender of one session needs."""
+
+    image: Path
+    channel: Channel
+    server_ip: str
+    bandwidth_mibps: int  # mebibits per second
+    receivers: int
+    start_timeout: float  # seconds the sender waits for late receivers
+
+    @property
+    def bits_per_second(self) -> int:
+        """The bandwidth cap in bits per second."""
+        return self.bandwidth_mibps * 2**20
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one line of receiver output said."""
+
+    percent: float | None = None
+    message: str = ""
+
+
+class ProgressParser(ABC):
+    """Reads a receiver's output line by line; knows how far it got and what went wrong."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.finished = False
+
+    @abstractmethod
+    def feed(self, line: str) -> Progress | None:
+        """Digest one line; return progress when the line tells some."""
+
+
+class Transport(ABC):
+    """One way of moving images between the server and the nodes."""
+
+    name: ClassVar[str]
+    extensions: ClassVar[tuple[str, ...]]
+    save_extension: ClassVar[str]
+
+    @abstractmethod
+    def sender_argv(self, plan: SendPlan) -> list[str]:
+        """The server-side program and its arguments."""
+
+    @abstractmethod
+    def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
+                         image: Path) -> str:
+        """The shell command run on the node to write ``disk``; values are shell-quoted."""
+
+    @abstractmethod
+    def parser(self, image_size: int) -> ProgressParser:
+        """A fresh parser for one receiver's output."""
+
+    @abstractmethod
+    def save_command(self, disk: str, server_ip: str, port: int) -> str:
+        """The shell command run on the node to stream ``disk`` to server_ip:port."""

@@ -1,0 +1,112 @@
+"""frisbee (Emulab's ``frisbeed`` / ``frisbee`` / ``imagezip``): ``.ndz`` images.
+
+The client prints, on its way::
+
+    Joined the team after 0 sec. ID is 1804289383. File is 203 chunks (206834 blocks)
+    ..................................................................   3    136
+
+(one ``.`` per chunk written and, after every 67 dots, the elapsed seconds and
+the chunks still to come), then a ``Client <id> Performance:`` block and
+``Left the team after 9 seconds on the field!``.  Builds used on some testbeds
+print ``Progress: 42%`` lines and a final ``Wrote <n> bytes (<m> actual)``;
+``Short write`` means a disk error.  The exit status is the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config
+from .base import Channel, Progress, ProgressParser, SendPlan, Transport
+
+JOINED_RE = re.compile(r"Joined the team after .*File is (\d+) chunks")
+DOTS_RE = re.compile(r"^(\.*)\s*(\d+)\s+(\d+)\s*$")
+PERCENT_RE = re.compile(r"Progress:\s*([\d.]+)\s*%")
+WROTE_RE = re.compile(r"Wrote (\d+) bytes \((\d+) actual\)")
+LEFT_RE = re.compile(r"Left the team after (\d+) seconds")
+
+
+class FrisbeeParser(ProgressParser):
+    """Follows a frisbee client's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: int | None = None
+        self.dots = 0
+        self.written: int | None = None
+
+    def _percent_of_dots(self) -> float | None:
+        return min(100.0, 100.0 * self.dots / self.chunks) if self.chunks else None
+
+    def feed(self, line: str) -> Progress | None:
+        """Digest one line of frisbee output."""
+        stripped = line.strip()
+        if found := JOINED_RE.search(stripped):
+            self.chunks = int(found.group(1))
+            return Progress(0.0, f"joined, {self.chunks} chunks")
+        if found := DOTS_RE.match(stripped):
+            self.dots += len(found.group(1))
+            if self.chunks:
+                remaining = max(0, int(found.group(3)) - 1)  # printed before the chunk is counted
+                return Progress(100.0 * (1 - remaining / self.chunks), f"{found.group(2)}s")
+            return None
+        if stripped and set(stripped) == {"."}:
+            self.dots += len(stripped)
+            percent = self._percent_of_dots()
+            return Progress(percent) if percent is not None else None
+        if found := PERCENT_RE.search(stripped):
+            return Progress(float(found.group(1)))
+        if found := WROTE_RE.search(stripped):
+            self.written = int(found.group(1))
+            return Progress(100.0, f"wrote {self.written} bytes")
+        if LEFT_RE.search(stripped):
+            self.finished = True
+            return Progress(100.0, "left the team")
+        if "Short write" in stripped and self.failure is None:
+            self.failure = f"disk write failed: {stripped}"
+        return None
+
+
+@dataclass(frozen=True)
+class Frisbee(Transport):
+    """The frisbee transport."""
+
+    server: str = "frisbeed"
+    server_options: str = ""
+    client: str = "frisbee"
+    imagezip: str = "imagezip"
+    netcat: str = "nc"
+
+    name = "frisbee"
+    extensions = (".ndz",)
+    save_extension = ".ndz"
+
+    @classmethod
+    def from_config(cls, config: Config) -> Frisbee:
+        """Programs and options from ``[frisbee]``."""
+        return cls(server=config.get_str("frisbee", "server"),
+                   server_options=config.get_str("frisbee", "server_options"),
+                   client=config.get_str("frisbee", "client"), imagezip=config.get_str("frisbee", "imagezip"),
+                   netcat=config.get_str("frisbee", "netcat"))
+
+    def sender_argv(self, plan: SendPlan) -> list[str]:
+        """``frisbeed -i SERVER -m GROUP -p PORT -W BITS [options] IMAGE``."""
+        return [self.server, "-i", plan.server_ip, "-m", plan.channel.group, "-p", str(plan.channel.port),
+                "-W", str(plan.bits_per_second), *shlex.split(self.server_options), str(plan.image)]
+
+    def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
+                         image: Path) -> str:
+        """``frisbee -i NODE -m GROUP -p PORT DISK``."""
+        return shlex.join([self.client, "-i", node_ip, "-m", channel.group, "-p", str(channel.port), disk])
+
+    def parser(self, image_size: int) -> FrisbeeParser:
+        """A parser of the client's output (frisbee tells its own chunk count)."""
+        return FrisbeeParser()
+
+    def save_command(self, disk: str, server_ip: str, port: int) -> str:
+        """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
+        return (f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} - | {shlex.quote(self.netcat)}"
+                f" {shlex.quote(server_ip)} {port}")

@@ -1,0 +1,72 @@
+"""The telnet client against a real busybox telnetd on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from imaging import telnet
+from imaging.errors import NodeFailure
+
+BUSYBOX = shutil.which("busybox")
+pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox (Debian busybox-static) is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def telnetd() -> Iterator[telnet.TelnetSettings]:
+    """busybox telnetd with a shell, on a loopback port."""
+    port = free_port()
+    server = subprocess.Popen([BUSYBOX, "telnetd", "-F", "-b", f"127.0.0.1:{port}", "-l", "/bin/sh"])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield telnet.TelnetSettings(port=port, connect_timeout=1, backoff=0.1)
+    server.terminate()
+    server.wait(5)
+
+
+async def test_exit_status_comes_back(telnetd: telnet.TelnetSettings) -> None:
+    assert await telnet.run("127.0.0.1", "true", telnetd) == 0
+    assert await telnet.run("127.0.0.1", "sh -c 'exit 7'", telnetd) == 7
+    assert await telnet.run("127.0.0.1", "ls /no/such/file", telnetd) == 2
+
+
+async def test_lines_split_on_carriage_returns(telnetd: telnet.TelnetSettings) -> None:
+    lines: list[str] = []
+    status = await telnet.run("127.0.0.1", r"printf 'bytes= 1 \rbytes= 2 \rdone\n'", telnetd, lines.append)
+    assert status == 0
+    tail = [line.strip() for line in lines[-3:]]
+    assert tail == ["bytes= 1", "bytes= 2", "done"]
+
+
+async def test_many_sessions_at_once(telnetd: telnet.TelnetSettings) -> None:
+    # busybox telnetd listens with a backlog of 1: SYNs beyond it are retransmitted after 1 s
+    patient = telnet.TelnetSettings(port=telnetd.port, connect_timeout=5)
+    statuses = await asyncio.gather(*(telnet.run("127.0.0.1", f"sh -c 'exit {n}'", patient) for n in range(8)))
+    assert statuses == list(range(8))
+
+
+async def test_wait_until_up(telnetd: telnet.TelnetSettings) -> None:
+    loop = asyncio.get_running_loop()
+    await telnet.wait_until_up("127.0.0.1", telnetd, loop.time() + 5)
+    closed = telnet.TelnetSettings(port=free_port(), connect_timeout=1, backoff=0.1)
+    start = loop.time()
+    with pytest.raises(NodeFailure, match=r"telnet not up \(.*refused"):
+        await telnet.wait_until_up("127.0.0.1", closed, loop.time() + 1)
+    assert loop.time() - start < 1.5

@@ -1,0 +1,151 @@
+"""Transports: exact command lines, parsers fed with recorded output, session patterns.
+
+The frisbee binaries do not exist on these machines: its lines below follow
+the Emulab client's output format; the end-to-end tests use a test double that
+prints the same.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imaging import patterns
+from imaging.config import Config
+from imaging.errors import ConfigError
+from imaging.transports import transport_for
+from imaging.transports.base import Channel, SendPlan
+from imaging.transports.frisbee import Frisbee, FrisbeeParser
+from imaging.transports.udpcast import Udpcast, UdpcastParser
+
+CHANNEL = Channel("234.5.6.3", 10003)
+PLAN = SendPlan(Path("/images/u.img.zst"), CHANNEL, "10.150.255.254", 100, 8, 10.0)
+
+
+def test_udpcast_command_lines() -> None:
+    udpcast = Udpcast(sender_options="--fec 8x8/64", receiver_options="--receive-timeout 30")
+    assert udpcast.sender_argv(PLAN) == [
+        "udp-sender", "--file", "/images/u.img.zst", "--nokbd", "--interface", "10.150.255.254",
+        "--mcast-data-address", "234.5.6.3", "--portbase", "10003", "--max-bitrate", str(100 * 2**20),
+        "--min-receivers", "8", "--max-wait", "10", "--rexmit-hello-interval", "100",
+        "--retries-until-drop", "8", "--fec", "8x8/64"]
+    zst = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sda", Path("u.img.zst"))
+    assert shlex.split(zst) == ["udp-receiver", "--pipe", "zstd -d -q", "--nokbd", "--interface", "10.150.0.3",
+                                "--portbase", "10003", "--file", "/dev/sda", "--receive-timeout", "30"]
+    raw = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sd a;x", Path("u.img"))
+    assert "--pipe" not in raw and shlex.split(raw)[-3] == "/dev/sd a;x"
+    assert udpcast.save_command("/dev/sda", "10.0.0.1", 10005) == "zstd -q -c -1 /dev/sda | nc -q 0 10.0.0.1 10005"
+
+
+def test_udpcast_parser_on_recorded_output() -> None:
+    parser = UdpcastParser(image_size=48 * 2**20)
+    recorded = ["Udp-receiver 2021-09-11", "UDP receiver for /dev/sda at 10.150.0.3 on eth0",
+                "Connected as #0 to 10.150.255.254", "Listening to multicast on 234.5.6.3",
+                "bytes=           0  (  0.00 Mbps)", "bytes= 10 705 968  (196.20 Mbps)",
+                "bytes= 50 331 648  ( 92.00 Mbps)", "Transfer complete."]
+    progress = [parser.feed(line) for line in recorded]
+    assert progress[5].percent == pytest.approx(100 * 10705968 / (48 * 2**20))
+    assert progress[5].message == "196.20 Mbps"
+    assert progress[6].percent == 100.0
+    assert parser.finished and parser.failure is None
+    assert parser.bytes == 50331648
+
+
+def test_udpcast_parser_failures() -> None:
+    parser = UdpcastParser(image_size=100)
+    parser.feed("bytes=          64  ( 1.00 Mbps)")
+    parser.feed("write: No space left on device")
+    assert parser.failure == "disk write failed: write: No space left on device"
+    assert not parser.finished
+
+
+def test_frisbee_command_lines() -> None:
+    frisbee = Frisbee(server="/usr/local/sbin/frisbeed", server_options="-K 3")
+    plan = SendPlan(Path("/images/ubuntu.ndz"), CHANNEL, "192.168.3.100", 500, 12, 10.0)
+    assert frisbee.sender_argv(plan) == ["/usr/local/sbin/frisbeed", "-i", "192.168.3.100", "-m", "234.5.6.3",
+                                         "-p", "10003", "-W", str(500 * 2**20), "-K", "3", "/images/ubuntu.ndz"]
+    assert frisbee.receiver_command(CHANNEL, "192.168.3.100", "192.168.3.7", "/dev/sda", Path("x.ndz")) == (
+        "frisbee -i 192.168.3.7 -m 234.5.6.3 -p 10003 /dev/sda")
+    assert frisbee.save_command("/dev/sda", "192.168.3.100", 10001) == (
+        "imagezip -o -z1 /dev/sda - | nc 192.168.3.100 10001")
+
+
+def frisbee_output(chunks: int) -> list[str]:
+    """What the Emulab client prints for an image of ``chunks`` chunks."""
+    lines = [f"Joined the team after 0 sec. ID is 1804289383. File is {chunks} chunks ({chunks * 1024} blocks)"]
+    remaining, elapsed, dots = chunks, 0, ""
+    while remaining:
+        dots += "."
+        if len(dots) == 67:
+            elapsed += 1
+            lines.append(f"{dots}{elapsed:4d} {remaining:6d}")
+            dots = ""
+        remaining -= 1
+    lines += [dots, "Client 1804289383 Performance:", "  runtime:                9.012 sec",
+              "  start delay:            0.000 sec", f"Wrote {chunks * 2**20} bytes ({chunks * 2**19} actual)",
+              "Left the team after 9 seconds on the field!"]
+    return lines
+
+
+def test_frisbee_parser_follows_dots_and_counts() -> None:
+    parser = FrisbeeParser()
+    percents = [p.percent for p in map(parser.feed, frisbee_output(203)) if p and p.percent is not None]
+    assert percents[0] == 0.0
+    assert percents == sorted(percents)
+    assert percents[1] == pytest.approx(100 * 67 / 203)  # after the first 67-dot line
+    assert percents[-1] == 100.0
+    assert parser.finished and parser.failure is None and parser.dots == 203
+    assert parser.written == 203 * 2**20
+
+
+def test_frisbee_parser_progress_lines_and_short_write() -> None:
+    parser = FrisbeeParser()
+    assert parser.feed("Progress: 42%").percent == 42.0
+    parser.feed("Short write on /dev/sda: 512 of 1048576 bytes")
+    assert parser.failure == "disk write failed: Short write on /dev/sda: 512 of 1048576 bytes"
+    assert not parser.finished
+
+
+def test_transport_for(tmp_path: Path) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_text("[udpcast]\nsender = /opt/udp-sender\n[frisbee]\nclient = /usr/bin/frisbee\n")
+    config = Config.from_files([conf])
+    assert transport_for("udpcast", config).sender == "/opt/udp-sender"
+    assert transport_for("frisbee", config).client == "/usr/bin/frisbee"
+    with pytest.raises(ConfigError, match="want frisbee or udpcast"):
+        transport_for("rsync", config)
+
+
+@pytest.mark.parametrize(("pattern", "number", "expected"), [
+    ("10000 + *", 3, 10003), ("* + 10000", 1, 10001), ("10000 + 2 * *", 4, 10008),
+    ("(* - 1) * 10 + 20000", 5, 20040), ("12345", 7, 12345), ("10000+*", 20, 10020),
+])
+def test_port_patterns(pattern: str, number: int, expected: int) -> None:
+    assert patterns.port(pattern, number) == expected
+
+
+@pytest.mark.parametrize("pattern", ["10000 + x", "10000 +", "__import__('os')", "70000 + *", "(1 + *"])
+def test_bad_port_patterns(pattern: str) -> None:
+    with pytest.raises(ConfigError, match="pattern_port"):
+        patterns.port(pattern, 1)
+
+
+def test_group_patterns() -> None:
+    assert patterns.group("234.5.6.*", 7) == "234.5.6.7"
+    with pytest.raises(ConfigError, match="not a multicast address"):
+        patterns.group("10.0.0.*", 1)
+    with pytest.raises(ConfigError, match="not an IPv4 address"):
+        patterns.group("234.5.6.*", 300)
+
+
+@given(st.text(max_size=30), st.integers(1, 50))
+def test_port_pattern_parser_is_total(pattern: str, number: int) -> None:
+    try:
+        value = patterns.port(pattern, number)
+    except ConfigError:
+        return
+    assert 1 <= value <= 65535
