@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Sequence
+
 from .cmc import ResetSettings
 from .config import Config
+from .errors import ConfigError
+from .images import Image
+from .inventory import Inventory, Node
+from .jobs.load import LoadPlan
 from .jobs.power import PowerSettings
+from .pxelinux import NextBoot
 from .ssh import SshSettings
 from .telnet import TelnetSettings
+from .transports.base import Transport
 
 
 def telnet_settings(config: Config) -> TelnetSettings:
@@ -39,3 +49,46 @@ def power_settings(config: Config, timeout: float | None) -> PowerSettings:
     return PowerSettings(cmc_timeout=cmc_timeout, cmc_port=config.get_int("nodes", "cmc_port"),
                          timeout=timeout if timeout is not None else 3 * cmc_timeout + 2 * reset.idle_after_reset,
                          reset=reset)
+
+
+def guess_server_ip(config: Config, inventory: Inventory) -> str:
+    """``[transport] server_ip``, or the local address the kernel would use to reach
+    the first node's control interface (a UDP connect sends nothing)."""
+    configured = config.get_str("transport", "server_ip")
+    if configured:
+        return configured
+    node = next(iter(inventory), None)
+    if node is None:
+        raise ConfigError("[transport] server_ip is empty and the inventory has no node to guess it from")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((node.control.ip, 9))
+            return str(probe.getsockname()[0])
+        except OSError as exc:
+            raise ConfigError(f"cannot guess the server's address towards {node.control.ip} ({exc.strerror});"
+                              " set [transport] server_ip") from None
+
+
+def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image: Image, transport: Transport,
+              *, bandwidth: int | None, timeout: float | None, reset_after: bool, lock_wait: float) -> LoadPlan:
+    """Everything a load needs, from the config and the command line."""
+    hosts = {node.number: node.hostname for node in nodes}
+    stamp = time.strftime("%Y-%m-%d@%H-%M-%S")
+    return LoadPlan(
+        nodes=nodes, image=image, transport=transport, server_ip=guess_server_ip(config, inventory),
+        bandwidth={n: bandwidth or config.get_int("nodes", "bandwidth", host=h) for n, h in hosts.items()},
+        disk={n: config.get_str("nodes", "hard_drive", host=h) for n, h in hosts.items()},
+        timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
+        reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
+        cmc_port=config.get_int("nodes", "cmc_port"), reset=reset_settings(config), telnet=telnet_settings(config),
+        pattern_multicast=config.get_str("transport", "pattern_multicast"),
+        pattern_port=config.get_str("transport", "pattern_port"),
+        pattern_size=config.get_int("transport", "pattern_size"),
+        lock_dir=config.get_path("locks", "lock_dir"),
+        log_dir=config.get_path("logging", "transport_logs") / stamp, lock_wait=lock_wait)
+
+
+def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
+    """The next-boot links of these nodes, each aimed at its imaging-OS file."""
+    return NextBoot(config.get_path("pxelinux", "config_dir"),
+                    {n.number: config.get_str("pxelinux", "frisbee_image", host=n.hostname) for n in nodes})

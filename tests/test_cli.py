@@ -162,9 +162,15 @@ def test_dispatch(cli) -> None:
     assert "imaging" in cli("imaging-main", "--version").out
 
 
-def test_load_not_yet_available_says_so_after_checks(cli, populated: Path) -> None:
+def test_load_preflight_refuses_before_touching_nodes(cli, populated: Path) -> None:
     result = cli("imaging-load", "-i", "ubuntu-24", "--transport", "frisbee", "1-2")
-    assert result.code == 1 and "not available in this version yet" in result.err
+    assert result.code == 2
+    assert result.err == ("imaging-load: error: the frisbee sender 'frisbeed' is not installed;"
+                          " install it or set its path in [frisbee]\n")
+    result = cli("imaging-load", "-i", "ubuntu-24", "--transport", "udpcast", "1-2")
+    assert result.code == 2 and "ubuntu-24.ndz is a frisbee image; the udpcast transport loads" in result.err
+    result = cli("imaging-load", "-i", "fedora-40", "-b", "0", "--transport", "udpcast", "1")
+    assert result.code == 2 and "the bandwidth must be a positive number" in result.err
 
 
 def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -149,3 +149,16 @@ def test_port_pattern_parser_is_total(pattern: str, number: int) -> None:
     except ConfigError:
         return
     assert 1 <= value <= 65535
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 300, 65791, 70000, 5 * 2**20 + 3])
+def test_zstd_declared_size(tmp_path: Path, size: int) -> None:
+    import subprocess
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(bytes(size))
+    subprocess.run(["zstd", "-q", "-f", str(raw), "-o", str(tmp_path / "disk.img.zst")], check=True)
+    from imaging.transports.udpcast import decompressed_size
+    assert decompressed_size(tmp_path / "disk.img.zst") == size
+    assert decompressed_size(raw) == size
+    (tmp_path / "junk.img.zst").write_bytes(b"not zstd at all")
+    assert decompressed_size(tmp_path / "junk.img.zst") is None

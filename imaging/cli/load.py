@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
 
-from ..errors import ImagingError
+from ..errors import UsageError
 from .common import Context, add_node_arguments
 
 
@@ -13,23 +15,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--image", metavar="IMAGE",
                         help="path, file name, alias or radical (default: [images] default_image)")
     parser.add_argument("-b", "--bandwidth", type=int, metavar="MIBPS",
-                        help="multicast bandwidth in Mibps (default: [nodes] bandwidth)")
+                        help="multicast bandwidth in Mibps for every node (default: [nodes] bandwidth per node)")
     parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] load_timeout)")
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="how the image travels (default: [transport] kind)")
     parser.add_argument("-n", "--no-reset", action="store_true",
                         help="leave the nodes in the imaging OS when done")
+    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                        help="wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("-c", "--curses", action="store_true", help="full-screen live table")
-    parser.add_argument("--json", action="store_true", help="one JSON event per line")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line, then a JSON summary")
     add_node_arguments(parser)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Check the nodes and the image before any node is touched."""
+    """Check everything before any node is touched, then load; exit 0 only if every node succeeded."""
+    from ..display import make_display
+    from ..jobs.load import LoadState, load
+    from ..jobs.runner import Interrupted, run_job
+    from ..selector import format_ranges
+    from ..settings import load_plan, next_boot
+    from ..transports import transport_for
+
+    config = ctx.config
     nodes = ctx.select_nodes()
-    transport = args.transport or ctx.config.get_str("transport", "kind")
-    name = args.image or ctx.config.get_str("images", "default_image")
-    image = ctx.repository.resolve(name, transport).image
-    raise ImagingError(f"loading {image.name} on {len(nodes)} node(s) is not available in this"
-                       " version yet; only the checks before loading ran")
+    transport = transport_for(args.transport or config.get_str("transport", "kind"), config)
+    image = ctx.repository.resolve(args.image or config.get_str("images", "default_image"), transport.name).image
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        raise UsageError(f"-b {args.bandwidth}: the bandwidth must be a positive number of Mibps")
+    try:
+        image.path.open("rb").close()
+    except OSError as exc:
+        raise UsageError(f"cannot read {image.path}: {exc.strerror}") from None
+    plan = load_plan(config, ctx.inventory, nodes, image, transport, bandwidth=args.bandwidth,
+                     timeout=args.timeout, reset_after=not args.no_reset, lock_wait=args.wait_lock)
+    if shutil.which(transport.sender_program) is None:
+        raise UsageError(f"the {transport.name} sender {transport.sender_program!r} is not installed;"
+                         f" install it or set its path in [{transport.name}]")
+    state = LoadState(next_boot(config, nodes))
+    state.nextboot.check(nodes)
+
+    display = make_display([n.hostname for n in nodes], as_json=args.json, table=args.curses)
+    code = 0
+    try:
+        with display:
+            results = run_job(load(plan, state, display.event))
+        code = 0 if all(r.ok for r in results) else 1
+    except Interrupted as exc:
+        results, code = state.unfinished(nodes, exc.message), exc.exit_code
+    except TimeoutError:
+        results, code = state.unfinished(nodes, f"timeout after {plan.timeout:g}s"), 1
+    finally:
+        state.cleanup()
+    failed = [r.node.number for r in results if not r.ok]
+    retry = None
+    if failed:
+        options = ["-i", image.name] + (["-b", str(args.bandwidth)] if args.bandwidth else [])
+        options += ["--transport", args.transport] if args.transport else []
+        retry = shlex.join(["imaging-load", *options, format_ranges(failed)])
+    display.summary(results, retry)
+    return code

@@ -17,7 +17,8 @@ from ..inventory import Node
 log = logging.getLogger(__name__)
 
 
-async def _one(node: Node, work: Callable[[Node], Awaitable[str]], timeout: float) -> NodeResult:
+async def run_node(node: Node, work: Callable[[Node], Awaitable[str]], timeout: float) -> NodeResult:
+    """Run ``work(node)`` within ``timeout`` seconds; any failure becomes the node's result."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     try:
@@ -42,7 +43,7 @@ async def for_each_node(nodes: Sequence[Node], work: Callable[[Node], Awaitable[
     ``work`` returns a short description of what it did, or raises NodeFailure.
     Each node gets ``timeout`` seconds.
     """
-    tasks = [asyncio.create_task(_one(node, work, timeout), name=node.hostname) for node in nodes]
+    tasks = [asyncio.create_task(run_node(node, work, timeout), name=node.hostname) for node in nodes]
     try:
         for next_done in asyncio.as_completed(tasks):
             yield await next_done

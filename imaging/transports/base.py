@@ -62,6 +62,11 @@ class Transport(ABC):
     extensions: ClassVar[tuple[str, ...]]
     save_extension: ClassVar[str]
 
+    @property
+    @abstractmethod
+    def sender_program(self) -> str:
+        """The server-side program (checked to exist before any node is touched)."""
+
     @abstractmethod
     def sender_argv(self, plan: SendPlan) -> list[str]:
         """The server-side program and its arguments."""
@@ -70,6 +75,10 @@ class Transport(ABC):
     def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
                          image: Path) -> str:
         """The shell command run on the node to write ``disk``; values are shell-quoted."""
+
+    def disk_bytes_needed(self, image: Path) -> int | None:
+        """How many bytes of disk the image fills, when that can be known without the node."""
+        return None
 
     @abstractmethod
     def parser(self, image_size: int) -> ProgressParser:

@@ -92,6 +92,11 @@ class Frisbee(Transport):
                    client=config.get_str("frisbee", "client"), imagezip=config.get_str("frisbee", "imagezip"),
                    netcat=config.get_str("frisbee", "netcat"))
 
+    @property
+    def sender_program(self) -> str:
+        """``frisbeed`` or what the config names."""
+        return self.server
+
     def sender_argv(self, plan: SendPlan) -> list[str]:
         """``frisbeed -i SERVER -m GROUP -p PORT -W BITS [options] IMAGE``."""
         return [self.server, "-i", plan.server_ip, "-m", plan.channel.group, "-p", str(plan.channel.port),

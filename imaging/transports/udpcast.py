@@ -19,6 +19,28 @@ from pathlib import Path
 from ..config import Config
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport
 
+ZSTD_MAGIC = 0xFD2FB528
+
+
+def decompressed_size(path: Path) -> int | None:
+    """The content size a ``.zst`` file's first frame header declares (None when absent);
+    a raw image's own size."""
+    if not path.name.endswith(".zst"):
+        return path.stat().st_size
+    with open(path, "rb") as handle:
+        header = handle.read(18)
+    if len(header) < 6 or int.from_bytes(header[:4], "little") != ZSTD_MAGIC:
+        return None
+    descriptor = header[4]
+    single_segment = bool(descriptor & 0x20)
+    offset = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if size_bytes == 0 or len(header) < offset + size_bytes:
+        return None
+    value = int.from_bytes(header[offset:offset + size_bytes], "little")
+    return value + 256 if size_bytes == 2 else value
+
+
 BYTES_RE = re.compile(r"bytes=\s*(\d[\d ]*?)\s*\(\s*([\d.]+)\s*Mbps\)")
 FAILURES = (
     (re.compile(r"No space left|Short write|write error", re.IGNORECASE), "disk write failed: {line}"),
@@ -75,6 +97,11 @@ class Udpcast(Transport):
                    receiver_options=config.get_str("udpcast", "receiver_options"),
                    netcat=config.get_str("frisbee", "netcat"))
 
+    @property
+    def sender_program(self) -> str:
+        """``udp-sender`` or what the config names."""
+        return self.sender
+
     def sender_argv(self, plan: SendPlan) -> list[str]:
         """``udp-sender --file IMAGE`` on the session's group and port, capped, waiting for its receivers."""
         return [
@@ -94,6 +121,10 @@ class Udpcast(Transport):
         if image.name.endswith(".zst"):
             argv[1:1] = ["--pipe", "zstd -d -q"]
         return shlex.join(argv)
+
+    def disk_bytes_needed(self, image: Path) -> int | None:
+        """What the image fills on a disk: its raw size, or the zstd frame's content size."""
+        return decompressed_size(image)
 
     def parser(self, image_size: int) -> UdpcastParser:
         """A parser that reports percent of the image's bytes received."""

@@ -1,0 +1,107 @@
+"""``imaging-testbed``: the emulated testbed shipped with the product.
+
+Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``.
+The testbed modules are imported only once a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = "testbed"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommands and their options."""
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=summary, description=summary)
+        sub.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
+                         help=f"the testbed's directory (default ./{DEFAULT_DIR})")
+        return sub
+
+    up = action("up", "start N emulated nodes and write DIR/imaging.conf and DIR/inventory.json")
+    up.add_argument("count", type=int, metavar="N", help="how many nodes")
+    up.add_argument("--boot-delay", type=float, default=1.0, metavar="S",
+                    help="seconds from power-on to DHCP (default 1)")
+    up.add_argument("--fault", action="append", default=[], metavar="NODE:KNOB=VALUE",
+                    help="a fault from the start, e.g. fit03:cmc=blackhole (repeatable)")
+    up.add_argument("--cmc-only", action="store_true",
+                    help="management cards only, no node namespaces (control-plane benchmarks)")
+    up.add_argument("--disk-size", type=int, default=64, metavar="MiB",
+                    help="size of each node's disk file (default 64)")
+    up.add_argument("--hard-drive", default="/dev/sda", metavar="PATH",
+                    help="where a node's disk appears inside it, under /dev (default /dev/sda)")
+    up.add_argument("--image-size", type=int, default=8, metavar="MiB",
+                    help="size of images/default.img.zst once decompressed (default 8)")
+
+    status = action("status", "per node: power, boot state (telnet/ssh/none), faults")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+
+    action("down", "stop everything the testbed started and remove its namespaces")
+
+    run = action("run", "run a command in the server namespace with IMAGING_CONFIG=DIR/imaging.conf")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD",
+                     help="the command and its arguments, after --")
+
+    fault = action("fault", "change a node's faults live, e.g. fault fit03 cmc=blackhole, fault fit03 clear")
+    fault.add_argument("node", help="fitNN, rebootNN or a number")
+    fault.add_argument("specs", nargs="+", metavar="SPEC",
+                       help="cmc=blackhole|garbage|ok reset=ignore|ok boot=never|slow:S|ok telnet=hang|ok"
+                            " receiver=die:K|ok disk=small:MiB|ok ssh=never|ok loss=P%% clear")
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    """Run the chosen subcommand; the exit code."""
+    import asyncio
+
+    from ..testbed import lifecycle
+
+    directory: Path = args.dir
+    if args.action == "up":
+        record = asyncio.run(lifecycle.up(directory, args.count, boot_delay=args.boot_delay,
+                                          faults=args.fault, cmc_only=args.cmc_only,
+                                          disk_mib=args.disk_size, image_mib=args.image_size,
+                                          disk_path=args.hard_drive))
+        layout = record.layout
+        print(f"testbed {record.index} up: {record.count} nodes{' (CMCs only)' * record.cmc_only},"
+              f" server {layout.server_ip} in namespace {layout.server_ns}")
+        print(f"config: {layout.config_path}")
+        print(f"try: imaging-testbed run --dir {directory} -- imaging-load -a")
+        return 0
+    if args.action == "down":
+        asyncio.run(lifecycle.down(directory))
+        print(f"testbed in {directory.resolve()} is down")
+        return 0
+    if args.action == "status":
+        record, statuses = asyncio.run(lifecycle.status(directory))
+        if args.json:
+            import json
+            from dataclasses import asdict
+            print(json.dumps({"index": record.index, "directory": record.directory,
+                              "nodes": [asdict(s) for s in statuses]}, indent=1))
+        else:
+            _print_status(statuses)
+        return 0
+    if args.action == "fault":
+        faults: list[str] = []
+        for spec in args.specs:
+            faults = asyncio.run(lifecycle.set_fault(directory, args.node, spec))
+        print(f"{args.node}: {' '.join(faults) or 'no faults'}")
+        return 0
+    if args.action == "run":
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        return lifecycle.run_in_server(directory, argv, env=dict(os.environ)).returncode
+    raise AssertionError(args.action)
+
+
+def _print_status(statuses: list[Any]) -> None:
+    """A table: node, power, boot, stage, boot time, faults."""
+    print(f"{'node':<8} {'power':<5} {'boot':<6} {'stage':<12} {'boot-s':>6}  faults")
+    for s in statuses:
+        seconds = f"{s.boot_seconds:.2f}" if s.boot_seconds is not None else "-"
+        print(f"{s.name:<8} {s.power:<5} {s.boot:<6} {s.stage:<12} {seconds:>6}  {' '.join(s.faults) or '-'}")

@@ -1,0 +1,264 @@
+"""imaging-load: put one image on many nodes with one multicast sender per bandwidth.
+
+Per node, concurrently, each under the command's deadline: point its next-boot
+link at the imaging OS, ``ensure_reset``, wait for telnet, remove the link at
+once (a crash from then on boots the disk), check the disk is big enough, then
+wait for the session's sender and run the receiver, its output parsed into
+progress events and kept verbatim in a per-node log; finally reset the node so
+it boots its new disk.
+
+Nodes are grouped by bandwidth, one multicast session per group, each on a
+group and port that no other running load or save on this server uses.  A
+session's sender starts once each of its nodes is ready or has failed, and is
+stopped and reaped when they are all done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import patterns, telnet
+from ..cmc import CmcClient, ResetSettings, ensure_reset
+from ..errors import ImagingError, NodeFailure
+from ..events import Event, NodeResult
+from ..images import Image
+from ..inventory import Node
+from ..locks import LockSet
+from ..pxelinux import NextBoot
+from ..transports.base import Channel, SendPlan, Transport
+from ..transports.sender import SenderProcess
+from ..units import human_size
+from .pernode import run_node
+
+log = logging.getLogger(__name__)
+Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Everything a load needs, checked before any node is touched."""
+
+    nodes: Sequence[Node]
+    image: Image
+    transport: Transport
+    server_ip: str
+    bandwidth: dict[int, int]  # node number -> Mibps
+    disk: dict[int, str]  # node number -> disk path on the node
+    timeout: float
+    reset_after: bool
+    cmc_timeout: float
+    cmc_port: int
+    reset: ResetSettings
+    telnet: telnet.TelnetSettings
+    pattern_multicast: str
+    pattern_port: str
+    pattern_size: int
+    lock_dir: Path
+    log_dir: Path  # this run's folder of transport logs
+    lock_wait: float = 0.0
+
+
+@dataclass
+class LoadState:
+    """What a load holds while it runs, undone synchronously by :meth:`cleanup`
+    whatever ends it (success, failure, Ctrl-C, SIGTERM, deadline)."""
+
+    nextboot: NextBoot
+    locks: LockSet = field(default_factory=LockSet)
+    senders: list[SenderProcess] = field(default_factory=list)
+    results: dict[int, NodeResult] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def cleanup(self) -> None:
+        """Remove the next-boot links made, kill the senders still running, release the locks."""
+        for link in self.nextboot.restore_all():
+            log.warning("restored next-boot link %s", link)
+        for sender in self.senders:
+            sender.kill_now()
+        self.locks.release()
+
+    def unfinished(self, nodes: Sequence[Node], reason: str) -> list[NodeResult]:
+        """Every node's result, those without one marked with ``reason``."""
+        elapsed = time.monotonic() - self.started
+        return [self.results.get(n.number) or NodeResult(n, False, reason, elapsed) for n in nodes]
+
+
+DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
+
+
+async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:
+    """The size of the node's disk in bytes, asked over telnet (None if unknown)."""
+    lines: list[str] = []
+    status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings, lines.append)
+    numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
+    return numbers[-1] if status == 0 and numbers else None
+
+
+class Session:
+    """One multicast session: its nodes, channel, sender, and the rendezvous between them."""
+
+    def __init__(self, plan: LoadPlan, state: LoadState, nodes: Sequence[Node], bandwidth: int,
+                 channel: Channel, emit: Emit, cmc: CmcClient) -> None:
+        self.plan, self.state, self.nodes, self.bandwidth = plan, state, nodes, bandwidth
+        self.channel, self.emit, self.cmc = channel, emit, cmc
+        self.ready: set[int] = set()
+        self.settled = 0
+        self.all_settled = asyncio.Event()
+        self.sender: SenderProcess | None = None
+        self.sender_error = "no sender: every other node of the session failed first"
+        self.sender_up = asyncio.Event()
+        self.finished = 0
+
+    def _settle(self, ready: Node | None) -> None:
+        if ready is not None:
+            self.ready.add(ready.number)
+        self.settled += 1
+        if self.settled == len(self.nodes):
+            self.all_settled.set()
+
+    def _phase(self, node: Node, phase: str, percent: float | None = None, message: str = "") -> None:
+        self.emit(Event(node.hostname, phase, percent, message))
+
+    async def _boot(self, node: Node, deadline: float) -> None:
+        plan = self.plan
+        self._phase(node, "resetting")
+        self.state.nextboot.boot_imaging_os(node)
+        what = await ensure_reset(self.cmc, node, plan.reset)
+        self._phase(node, "booting", message=what if what != "reset" else "")
+        await telnet.wait_until_up(node.control.ip, plan.telnet, deadline)
+        self.state.nextboot.boot_disk(node)
+        needed = plan.transport.disk_bytes_needed(plan.image.path)
+        if needed is not None:
+            size = await disk_size(node, plan.disk[node.number], plan.telnet)
+            if size is not None and size < needed:
+                raise NodeFailure(f"disk too small: {node.hostname} has {human_size(size)},"
+                                  f" the image needs {human_size(needed)}")
+
+    async def _receive(self, node: Node) -> None:
+        plan = self.plan
+        await self.sender_up.wait()
+        if self.sender is None or self.sender.process is None:
+            raise NodeFailure(self.sender_error)
+        self._phase(node, "receiving", 0.0)
+        parser = plan.transport.parser(plan.image.size)
+        command = plan.transport.receiver_command(self.channel, plan.server_ip, node.control.ip,
+                                                  plan.disk[node.number], plan.image.path)
+        log_path = plan.log_dir / f"{node.hostname}.log"
+        last = -1.0
+        with open(log_path, "a", encoding="utf-8") as output:
+            output.write(f"$ {command}\n")
+
+            def on_line(line: str) -> None:
+                nonlocal last
+                output.write(line + "\n")
+                progress = parser.feed(line)
+                if progress is not None and progress.percent is not None and progress.percent - last >= 1:
+                    last = progress.percent
+                    self._phase(node, "receiving", progress.percent, progress.message)
+
+            status = await self._watching_sender(telnet.run(node.control.ip, command, plan.telnet, on_line))
+            output.write(f"exit status {status}\n")
+        if parser.failure:
+            raise NodeFailure(f"{parser.failure} (log {log_path})")
+        if status != 0:
+            raise NodeFailure(f"receiver exited {status} (log {log_path})")
+
+    async def _watching_sender(self, receiving: Coroutine[Any, Any, int]) -> int:
+        """Await the receiver, but fail at once if the sender dies with an error first."""
+        assert self.sender is not None and self.sender.process is not None
+        receiver = asyncio.ensure_future(receiving)
+        sender = asyncio.ensure_future(self.sender.process.wait())
+        try:
+            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver not in done and sender.result() != 0:
+                raise NodeFailure(f"the sender exited {sender.result()} (log {self.sender.log_path})")
+            return await receiver
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+
+    async def node_flow(self, node: Node, deadline: float) -> str:
+        """The whole life of one node in this load; returns what was done."""
+        try:
+            await self._boot(node, deadline)
+        except BaseException:
+            self._settle(None)
+            raise
+        self._settle(node)
+        self._phase(node, "ready", message="waiting for the sender")
+        try:
+            await self._receive(node)
+        finally:
+            self.finished += 1
+            if self.finished == len(self.ready) and self.sender is not None:
+                await self.sender.stop()
+        if self.plan.reset_after:
+            self._phase(node, "rebooting")
+            await ensure_reset(self.cmc, node, self.plan.reset)
+        return f"loaded {self.plan.image.name}" + ("" if self.plan.reset_after else " (left in the imaging OS)")
+
+    async def run_sender(self, deadline: float) -> None:
+        """Start the sender once every node is ready or failed."""
+        try:
+            await self.all_settled.wait()
+            if not self.ready:
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            plan = SendPlan(self.plan.image.path, self.channel, self.plan.server_ip, self.bandwidth,
+                            len(self.ready), max(1.0, min(10.0, remaining / 4)))
+            sender = SenderProcess(self.plan.transport.sender_argv(plan),
+                                   self.plan.log_dir / f"sender-{self.channel.port}.log")
+            self.state.senders.append(sender)
+            try:
+                await sender.start()
+            except ImagingError as exc:
+                self.sender_error = exc.message
+                return
+            self.sender = sender
+        finally:
+            self.sender_up.set()
+
+
+async def load(plan: LoadPlan, state: LoadState, emit: Emit) -> list[NodeResult]:
+    """Run the load; every node's result is also kept in ``state.results`` as it comes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + plan.timeout
+    await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
+    plan.log_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[int, list[Node]] = defaultdict(list)
+    for node in plan.nodes:
+        groups[plan.bandwidth[node.number]].append(node)
+    async with CmcClient(plan.cmc_timeout, plan.cmc_port) as cmc:
+        sessions = []
+        for bandwidth, nodes in sorted(groups.items()):
+            number = state.locks.take_slot(plan.lock_dir, plan.pattern_size)
+            channel = Channel(patterns.group(plan.pattern_multicast, number), patterns.port(plan.pattern_port, number))
+            log.info("session %d: %s on %s:%d at %d Mibps", number, ",".join(n.hostname for n in nodes),
+                     channel.group, channel.port, bandwidth)
+            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc))
+
+        async def one(session: Session, node: Node) -> None:
+            result = await run_node(node, lambda n: session.node_flow(n, deadline), plan.timeout)
+            state.results[node.number] = result
+            emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None,
+                       result.detail))
+
+        senders = [asyncio.create_task(s.run_sender(deadline)) for s in sessions]
+        try:
+            await asyncio.gather(*(one(s, n) for s in sessions for n in s.nodes))
+        finally:
+            for task in senders:
+                task.cancel()
+            for session in sessions:
+                if session.sender is not None:
+                    await session.sender.stop()
+    return [state.results[n.number] for n in plan.nodes]

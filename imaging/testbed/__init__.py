@@ -1,0 +1,17 @@
+"""The emulated testbed shipped with the product (``imaging-testbed``).
+
+It stands in for hardware: every protocol the product speaks is answered by
+a real program the product did not write (dnsmasq, busybox udhcpc, tftp and
+telnetd, dropbear, udpcast); only the management cards and the nodes'
+"firmware" decision are ours.  It imports nothing from ``imaging.jobs`` or
+``imaging.cli``.
+
+Modules, one job each: :mod:`~.layout` (names, paths, addresses),
+:mod:`~.lifecycle` (up, down, status, run, fault), :mod:`~.network`
+(namespaces, bridge, dnsmasq, fault rules), :mod:`~.controller` (the
+long-lived process), :mod:`~.cmc` (management cards), :mod:`~.node` (power
+and boot), :mod:`~.firmware` (scripts run inside a node), :mod:`~.pxe`
+(TFTP tree), :mod:`~.images` (test images), :mod:`~.faults`,
+:mod:`~.control` (control channel), :mod:`~.state`, :mod:`~.procs`,
+:mod:`~.files` (the product's config and inventory).
+"""

@@ -1,0 +1,61 @@
+"""The TFTP tree dnsmasq serves: Debian's pxelinux and the two boot configs.
+
+* ``pxelinux.cfg/default`` boots the local disk;
+* ``pxelinux.cfg/imaging-os`` boots the imaging OS: a kernel and an initrd
+  under ``imaging-os/`` (for the emulated nodes, marker files the firmware
+  fetches and recognises).
+
+The product flips the per-node relative symlink ``pxelinux.cfg/01-<mac>`` →
+``imaging-os``; :func:`set_next_boot` does the same for tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .layout import Layout, NodeInfo
+
+PXELINUX = Path("/usr/lib/PXELINUX/pxelinux.0")
+LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+IMAGING_OS = "imaging-os"
+KERNEL_MAGIC = "IMAGING-OS-KERNEL (emulated)"
+
+DEFAULT_CONFIG = """\
+# boot the local disk
+DEFAULT local
+LABEL local
+  LOCALBOOT 0
+"""
+
+IMAGING_OS_CONFIG = f"""\
+# boot the imaging OS: busybox telnetd, udp-receiver, nc, zstd
+DEFAULT imaging
+LABEL imaging
+  KERNEL {IMAGING_OS}/vmlinuz
+  INITRD {IMAGING_OS}/initrd.img
+  APPEND console=ttyS0 imaging-os
+"""
+
+
+def prepare_tftp(layout: Layout) -> None:
+    """Fill the TFTP root: pxelinux, its configs, the imaging OS's kernel and initrd."""
+    layout.pxe_dir.mkdir(parents=True, exist_ok=True)
+    for source in (PXELINUX, LDLINUX):
+        if source.exists():  # the emulated nodes do not run them; VMs do
+            shutil.copyfile(source, layout.tftp_dir / source.name)
+    (layout.pxe_dir / "default").write_text(DEFAULT_CONFIG)
+    (layout.pxe_dir / IMAGING_OS).write_text(IMAGING_OS_CONFIG)
+    kernel_dir = layout.tftp_dir / IMAGING_OS
+    kernel_dir.mkdir(exist_ok=True)
+    (kernel_dir / "vmlinuz").write_text(KERNEL_MAGIC + "\n")
+    (kernel_dir / "initrd.img").write_text("imaging-os initrd (emulated): telnetd udp-receiver nc zstd\n")
+
+
+def set_next_boot(layout: Layout, node: NodeInfo, imaging_os: bool) -> None:
+    """Make ``node`` boot the imaging OS (a relative symlink ``01-<mac>`` →
+    ``imaging-os``) or its local disk (no symlink)."""
+    link = layout.pxe_dir / node.pxe_name
+    link.unlink(missing_ok=True)
+    if imaging_os:
+        link.symlink_to(IMAGING_OS)

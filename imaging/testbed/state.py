@@ -1,0 +1,71 @@
+"""The testbed's own record, ``DIR/testbed.json``: what ``up`` built, read by
+the controller at start and by ``status``, ``fault``, ``run`` and ``down``.
+
+The PIDs of the processes it started are not here but in ``DIR/run/*.pid``
+(:mod:`imaging.testbed.procs`), one file per process, written by whoever
+started it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ImagingError, UsageError
+from .layout import Layout
+from .node import NodeSettings
+
+STATE_FILE = "testbed.json"
+
+
+@dataclass(frozen=True)
+class TestbedState:
+    """What a testbed is made of."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: str
+    index: int
+    count: int
+    cmc_only: bool = False
+    boot_delay: float = 1.0
+    disk_path: str = "/dev/sda"
+    disk_mib: int = 64
+    faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
+
+    @property
+    def layout(self) -> Layout:
+        """The testbed's files, namespaces and addresses."""
+        return Layout(Path(self.directory), self.index, self.count)
+
+    @property
+    def settings(self) -> NodeSettings:
+        """How its nodes behave."""
+        return NodeSettings(boot_delay=self.boot_delay, disk_path=self.disk_path, disk_mib=self.disk_mib,
+                            full=not self.cmc_only)
+
+    def save(self) -> None:
+        """Write the record atomically."""
+        path = Path(self.directory) / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        tmp.replace(path)
+
+
+def load(directory: Path) -> TestbedState:
+    """The record of the testbed in ``directory``; UsageError when there is none."""
+    path = directory / STATE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no testbed in {directory}: start one with imaging-testbed up N --dir {directory}"
+                         ) from None
+    except (OSError, ValueError) as exc:
+        raise ImagingError(f"cannot read {path} ({exc}); remove it after checking no testbed runs") from None
+    return TestbedState(**data)
+
+
+def forget(directory: Path) -> None:
+    """Remove the record (the testbed is down)."""
+    (directory / STATE_FILE).unlink(missing_ok=True)
