@@ -1,5 +1,5 @@
 # make test   create .venv, install everything (Debian packages too, as root), run ruff and pytest
-# make demo   the same install, then a short demonstration
+# make demo   the same install, then an emulated testbed of 8 nodes loaded by multicast (root)
 # make bench  the benchmarks of bench/
 PYTHON ?= python3
 VENV := .venv
@@ -30,15 +30,9 @@ test: system-packages $(INSTALLED) lint
 
 DEMO := .demo
 demo: system-packages $(INSTALLED)
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)/images
-	@printf '[testbed]\ninventory = %s\n[images]\nimages_dir = %s\n' \
-	  "$(CURDIR)/inventory/sample-inventory.json" "$(CURDIR)/$(DEMO)/images" > $(DEMO)/imaging.conf
-	@truncate -s 64M $(DEMO)/images/ubuntu-24.ndz && truncate -s 12M $(DEMO)/images/fedora-40.img.zst
-	@ln -s ubuntu-24.ndz $(DEMO)/images/default.ndz
-	@cd $(DEMO) && truncate -s 3M 'saving__fit03__2026-11-25@09-30__my-experiment.ndz'
-	cd $(DEMO) && IMAGING_CONFIG=imaging.conf ../$(BIN)/imaging-main nodes 1-12 fit15-reboot18 '~4-6'
-	cd $(DEMO) && IMAGING_CONFIG=imaging.conf ../$(BIN)/imaging-list
-	cd $(DEMO) && IMAGING_CONFIG=imaging.conf ../$(BIN)/imaging-main resolve my-experiment
+	@if [ -d $(DEMO)/testbed ]; then $(BIN)/imaging-testbed down --dir $(DEMO)/testbed >/dev/null 2>&1 || true; fi
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	cd $(DEMO) && ../$(BIN)/imaging-testbed demo 8 --dir testbed
 
 bench: system-packages $(INSTALLED)
 	$(BIN)/python bench/startup.py

@@ -59,6 +59,8 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service"),
     Key("nodes", "idle_after_reset", "float", "15",
         "seconds within which a node's control interface must stop answering after a reset"),
+    Key("nodes", "boot_timeout", "float", "80",
+        "seconds for a reset node to answer telnet in the imaging OS; a later one misses the transfer"),
     Key("nodes", "load_timeout", "float", "1200", "default deadline of imaging-load, seconds"),
     Key("nodes", "save_timeout", "float", "1200", "default deadline of imaging-save, seconds"),
     Key("nodes", "wait_timeout", "float", "60", "default deadline of imaging-wait, seconds"),
@@ -83,6 +85,9 @@ KEYS: tuple[Key, ...] = (
     Key("frisbee", "netcat", "str", "nc", "netcat on the node, used by save"),
     Key("udpcast", "sender", "str", "udp-sender", "the udpcast sender program, on the server"),
     Key("udpcast", "receiver", "str", "udp-receiver", "the udpcast receiver, run on the node"),
+    Key("udpcast", "retries_until_drop", "int", "15",
+        "unanswered retransmissions before udp-sender drops a receiver: a dead receiver stalls the"
+        " others about that many seconds; too few drops receivers that are only slow"),
     Key("udpcast", "sender_options", "str", "", "extra options given to udp-sender"),
     Key("udpcast", "receiver_options", "str", "", "extra options given to udp-receiver"),
     Key("networking", "telnet_port", "int", "23", "telnet port of the imaging OS"),

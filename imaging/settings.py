@@ -79,6 +79,7 @@ def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image
         bandwidth={n: bandwidth or config.get_int("nodes", "bandwidth", host=h) for n, h in hosts.items()},
         disk={n: config.get_str("nodes", "hard_drive", host=h) for n, h in hosts.items()},
         timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
+        boot_timeout=config.get_float("nodes", "boot_timeout"),
         reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
         cmc_port=config.get_int("nodes", "cmc_port"), reset=reset_settings(config), telnet=telnet_settings(config),
         pattern_multicast=config.get_str("transport", "pattern_multicast"),

@@ -32,7 +32,7 @@ def test_udpcast_command_lines() -> None:
         "udp-sender", "--file", "/images/u.img.zst", "--nokbd", "--interface", "10.150.255.254",
         "--mcast-data-address", "234.5.6.3", "--portbase", "10003", "--max-bitrate", str(100 * 2**20),
         "--min-receivers", "8", "--max-wait", "10", "--rexmit-hello-interval", "100",
-        "--retries-until-drop", "8", "--fec", "8x8/64"]
+        "--retries-until-drop", "15", "--fec", "8x8/64"]
     zst = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sda", Path("u.img.zst"))
     assert shlex.split(zst) == ["udp-receiver", "--pipe", "zstd -d -q", "--nokbd", "--interface", "10.150.0.3",
                                 "--portbase", "10003", "--file", "/dev/sda", "--receive-timeout", "30"]

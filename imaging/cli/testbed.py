@@ -1,6 +1,6 @@
 """``imaging-testbed``: the emulated testbed shipped with the product.
 
-Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``.
+Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``, ``demo [N]``.
 The testbed modules are imported only once a subcommand runs.
 """
 
@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     action("down", "stop everything the testbed started and remove its namespaces")
 
+    demo = action("demo", "up N nodes, then imaging-status, imaging-load, imaging-wait and imaging-list"
+                          " against them, then down")
+    demo.add_argument("count", type=int, nargs="?", default=8, metavar="N", help="how many nodes (default 8)")
+    demo.add_argument("--image-size", type=int, default=64, metavar="MiB", help="the demo image (default 64)")
+
     run = action("run", "run a command in the server namespace with IMAGING_CONFIG=DIR/imaging.conf")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD",
                      help="the command and its arguments, after --")
@@ -73,6 +78,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         print(f"config: {layout.config_path}")
         print(f"try: imaging-testbed run --dir {directory} -- imaging-load -a")
         return 0
+    if args.action == "demo":
+        from ..testbed import demo
+        return demo.run(directory, args.count, args.image_size)
     if args.action == "down":
         asyncio.run(lifecycle.down(directory))
         print(f"testbed in {directory.resolve()} is down")

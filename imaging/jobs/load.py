@@ -54,6 +54,7 @@ class LoadPlan:
     bandwidth: dict[int, int]  # node number -> Mibps
     disk: dict[int, str]  # node number -> disk path on the node
     timeout: float
+    boot_timeout: float  # from reset to telnet; the sender does not wait for a node beyond it
     reset_after: bool
     cmc_timeout: float
     cmc_port: int
@@ -92,6 +93,7 @@ class LoadState:
         return [self.results.get(n.number) or NodeResult(n, False, reason, elapsed) for n in nodes]
 
 
+SENDER_GRACE = 10.0  # seconds a receiver may take to finish once its sender has
 DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
 
 
@@ -130,11 +132,18 @@ class Session:
 
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
+        boot_deadline = min(deadline, asyncio.get_running_loop().time() + plan.boot_timeout)
         self._phase(node, "resetting")
         self.state.nextboot.boot_imaging_os(node)
         what = await ensure_reset(self.cmc, node, plan.reset)
         self._phase(node, "booting", message=what if what != "reset" else "")
-        await telnet.wait_until_up(node.control.ip, plan.telnet, deadline)
+        try:
+            await telnet.wait_until_up(node.control.ip, plan.telnet, boot_deadline)
+        except NodeFailure as exc:
+            if boot_deadline < deadline:
+                raise NodeFailure(f"imaging OS not up within boot_timeout {plan.boot_timeout:g}s"
+                                  f" ({exc.message})") from None
+            raise
         self.state.nextboot.boot_disk(node)
         needed = plan.transport.disk_bytes_needed(plan.image.path)
         if needed is not None:
@@ -169,18 +178,27 @@ class Session:
             output.write(f"exit status {status}\n")
         if parser.failure:
             raise NodeFailure(f"{parser.failure} (log {log_path})")
+        if status > 128:
+            raise NodeFailure(f"receiver killed by signal {status - 128} (log {log_path})")
         if status != 0:
             raise NodeFailure(f"receiver exited {status} (log {log_path})")
 
     async def _watching_sender(self, receiving: Coroutine[Any, Any, int]) -> int:
-        """Await the receiver, but fail at once if the sender dies with an error first."""
+        """Await the receiver, but fail at once if the sender dies with an error first,
+        and fail after a grace period if the sender finished and this receiver did not
+        (the sender dropped it)."""
         assert self.sender is not None and self.sender.process is not None
         receiver = asyncio.ensure_future(receiving)
         sender = asyncio.ensure_future(self.sender.process.wait())
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver not in done and sender.result() != 0:
-                raise NodeFailure(f"the sender exited {sender.result()} (log {self.sender.log_path})")
+            if receiver not in done:
+                if sender.result() != 0:
+                    raise NodeFailure(f"the sender exited {sender.result()} (log {self.sender.log_path})")
+                done, _ = await asyncio.wait({receiver}, timeout=SENDER_GRACE)
+                if receiver not in done:
+                    raise NodeFailure(f"dropped by the sender: it finished, this node's receiver did not"
+                                      f" (log {self.sender.log_path})")
             return await receiver
         finally:
             for task in (receiver, sender):

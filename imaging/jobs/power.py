@@ -33,5 +33,6 @@ async def power(nodes: Sequence[Node], verb: str, settings: PowerSettings,
                 return await ensure_reset(cmc, node, settings.reset)
             return await cmc.request(node, verb)
 
-        results = [result async for result in for_each_node(nodes, work, settings.timeout)]
+        # the client's own timeout answers first, naming the reason; this outer one is the backstop
+        results = [result async for result in for_each_node(nodes, work, settings.timeout + 0.5)]
     return sorted(results, key=lambda r: r.node.number)

@@ -27,6 +27,9 @@ hard_drive = {disk_path}
 root_partition = none
 cmc_timeout = 2
 idle_after_reset = 3
+boot_timeout = 10
+# what two cores sustain for dozens of emulated receivers (a real 1 GbE testbed takes 500)
+bandwidth = 150
 
 [pxelinux]
 config_dir = {d.pxe_dir}

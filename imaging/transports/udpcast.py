@@ -3,7 +3,10 @@
 The sender waits for ``--min-receivers`` (the nodes of the session) but at most
 ``--max-wait`` seconds after the first one joined, so a node that never comes
 does not block the others; ``--retries-until-drop`` drops a receiver that dies
-mid-transfer (by default one dead receiver stalls everyone).
+mid-transfer (by default one dead receiver stalls everyone).  Measured on the
+emulated testbed (8 receivers, 64 MiB): each retry costs about a second once a
+receiver is dead; 8 retries dropped every receiver when two CPU hogs starved
+them, 15 did not (14.5 s for the load, against 7.7 s unloaded).
 ``--rexmit-hello-interval 100`` starts the transfer within milliseconds of the
 last join.  A ``.img.zst`` image travels compressed and is decompressed on the
 node by ``zstd -d`` through ``--pipe``.
@@ -84,6 +87,7 @@ class Udpcast(Transport):
     sender_options: str = ""
     receiver_options: str = ""
     netcat: str = "nc"
+    retries_until_drop: int = 15
 
     name = "udpcast"
     extensions = (".img.zst", ".img")
@@ -95,7 +99,8 @@ class Udpcast(Transport):
         return cls(sender=config.get_str("udpcast", "sender"), receiver=config.get_str("udpcast", "receiver"),
                    sender_options=config.get_str("udpcast", "sender_options"),
                    receiver_options=config.get_str("udpcast", "receiver_options"),
-                   netcat=config.get_str("frisbee", "netcat"))
+                   netcat=config.get_str("frisbee", "netcat"),
+                   retries_until_drop=config.get_int("udpcast", "retries_until_drop"))
 
     @property
     def sender_program(self) -> str:
@@ -109,7 +114,7 @@ class Udpcast(Transport):
             "--mcast-data-address", plan.channel.group, "--portbase", str(plan.channel.port),
             "--max-bitrate", str(plan.bits_per_second),
             "--min-receivers", str(plan.receivers), "--max-wait", f"{plan.start_timeout:g}",
-            "--rexmit-hello-interval", "100", "--retries-until-drop", "8",
+            "--rexmit-hello-interval", "100", "--retries-until-drop", str(self.retries_until_drop),
             *shlex.split(self.sender_options),
         ]
 

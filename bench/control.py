@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""The control plane: how long the product takes to ask many CMCs, and to give up
+on a node that does not answer, side by side with naive baselines run in the same run.
+
+(a) ``imaging-status -a`` on a ``--cmc-only`` testbed of 400 management cards,
+    median of 5 runs, against the same 400 ``GET /status`` made one after the
+    other: by one Python process opening a fresh HTTP connection per request
+    (like a naive tool), and by a shell loop of ``curl``.  Every figure is the
+    wall time of a whole command (interpreter start included) run in the
+    testbed's server namespace; ratio = baseline / product.  Also: each
+    command's CPU time, the CPU of the one process serving every emulated CMC,
+    and each command's fixed cost (one CMC), to compare the cost per extra CMC.
+(b) ``imaging-wait -t 5`` on a full testbed of 37 nodes, all up on ssh: one node
+    alone, then ``-a`` with every node healthy, then ``-a`` with fit17
+    black-holed (``loss=100%`` on its link, set while it is up): total wall time,
+    CPU, when the healthy nodes were all reported (the times the product prints
+    per node, and when their lines reached us), the black-holed node's verdict
+    and time, wall / timeout (expected ≈ 1, at most timeout + 1 s) and the exit
+    code (1 expected).
+
+Needs root (network namespaces), like the testbed.  Every testbed it starts is
+torn down, whatever happens.  Takes about 35 s.  Run it from the checkout:
+
+    .venv/bin/python bench/control.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily: the baseline helper must start as fast as a naive script
+    from imaging.testbed.layout import Layout
+
+BIN = Path(sys.executable).parent
+STATUS_NODES = 400
+STATUS_RUNS = 5
+WAIT_NODES = 37
+WAIT_TIMEOUT = 5.0
+BLACKHOLED = 17
+BOOT_DELAY = 0.3
+COMMAND_TIMEOUT = 60.0  # no single command of this benchmark may take longer
+SETTLE_TIMEOUT = 60.0  # for the nodes of a fresh testbed to come up on ssh
+HELPER = "--sequential-status"  # internal: the Python baseline, run in the server namespace
+RESULT_LINE = re.compile(r"^(?P<node>\S+): (?P<detail>.*) \((?P<seconds>[\d.]+)s\)$")
+
+
+@contextmanager
+def testbed(count: int, *, cmc_only: bool = False) -> Iterator[Layout]:
+    """A testbed of ``count`` nodes in a fresh temporary directory, always torn down and removed."""
+    from imaging.testbed import lifecycle
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-control-"))
+    try:
+        record = asyncio.run(lifecycle.up(directory, count, boot_delay=BOOT_DELAY, cmc_only=cmc_only))
+        try:
+            yield record.layout
+        finally:
+            asyncio.run(lifecycle.down(directory))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def in_server(layout: Layout, argv: list[str]) -> list[str]:
+    """``argv`` run in the testbed's server namespace."""
+    return ["ip", "netns", "exec", layout.server_ns, *argv]
+
+
+def product_env(layout: Layout) -> dict[str, str]:
+    """Our environment with ``IMAGING_CONFIG`` pointing at the testbed."""
+    return dict(os.environ, IMAGING_CONFIG=str(layout.config_path))
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (``/proc/stat``; idle and iowait are not busy)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - fields[3] - fields[4], total
+
+
+def busy_since(before: tuple[int, int]) -> float:
+    """The fraction of the machine's CPU (all cores) that was busy since ``before``."""
+    busy, total = machine_ticks()
+    return (busy - before[0]) / max(1, total - before[1])
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_run(layout: Layout, argv: list[str],
+              stdin: str | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Run ``argv`` in the server namespace (cwd: the testbed's directory, so its
+    ``imaging.log`` lands there); its wall time and CPU time in seconds, and its result."""
+    cpu = children_cpu()
+    start = time.perf_counter()
+    done = subprocess.run(in_server(layout, argv), env=product_env(layout), cwd=layout.directory, input=stdin,
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    return time.perf_counter() - start, children_cpu() - cpu, done
+
+
+def sequential_status(urls: list[str]) -> list[str]:
+    """The naive baseline: ``GET`` each URL in turn, a fresh connection each time; the bodies."""
+    bodies = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as answer:
+                bodies.append(answer.read().decode(errors="replace").strip())
+        except OSError as exc:
+            bodies.append(f"error: {exc}")
+    return bodies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def controller_pid(layout: Layout) -> int:
+    """The PID of the testbed's controller, the one process that serves every emulated CMC."""
+    from imaging.testbed.procs import tracked
+
+    return next(p.pid for p in tracked(layout.run_dir) if p.name == "controller")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The runs of one command: median wall time and how many answers were right."""
+
+    name: str
+    median: float
+    runs: list[float]
+    good_answers: int  # the fewest right answers in one run
+    expected: int
+    client_cpu: float  # median CPU seconds of the command itself (and its children)
+    server_cpu: float  # median CPU seconds the emulated CMCs' process used during one run
+
+
+def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expected: int) -> Timing:
+    """Median of STATUS_RUNS runs (after one warm-up); answers counted as lines ending in ``on``."""
+    times, client, server, good = [], [], [], expected
+    cmcs = controller_pid(layout)
+    for run in range(STATUS_RUNS + 1):
+        before = cpu_seconds(cmcs)
+        seconds, used, done = timed_run(layout, argv, stdin)
+        served = cpu_seconds(cmcs) - before
+        answers = sum(1 for line in done.stdout.splitlines() if line.strip().endswith("on"))
+        if run:  # run 0 warms the caches up
+            times.append(seconds)
+            client.append(used)
+            server.append(served)
+            good = min(good, answers)
+        if answers != expected:
+            print(f"  warning: {name}: {answers}/{expected} CMCs answered 'on' (exit {done.returncode});"
+                  f" stderr: {done.stderr.strip()[-300:]}")
+    return Timing(name, statistics.median(times), times, good, expected, statistics.median(client),
+                  statistics.median(server))
+
+
+def bench_status() -> None:
+    """(a): imaging-status -a on 400 CMCs against sequential requests; and each one's fixed cost (1 CMC)."""
+    print(f"(a) imaging-status -a on a --cmc-only testbed of {STATUS_NODES} CMCs"
+          f" (median of {STATUS_RUNS} runs after a warm-up; wall time of the whole command)")
+    status = str(BIN / "imaging-status")
+    helper = [sys.executable, str(Path(__file__).resolve()), HELPER]
+    with testbed(STATUS_NODES, cmc_only=True) as layout:
+        urls = "".join(f"http://{node.cmc_ip}/status\n" for node in layout.nodes())
+        first = urls.splitlines()[0] + "\n"
+        product = measure(layout, "imaging-status -a", [status, "-a"], None, STATUS_NODES)
+        python_loop = measure(layout, "urllib loop", helper, urls, STATUS_NODES)
+        curl_loop = measure(layout, "curl loop", ["sh", "-c", 'while read -r url; do curl -sS -m 3 "$url"; done'],
+                            urls, STATUS_NODES)
+        product_one = measure(layout, "imaging-status 1", [status, "1"], None, 1)
+        python_one = measure(layout, "urllib, 1 URL", helper, first, 1)
+    print(f"  {'command':<50} {'median':>9} {'min':>8} {'max':>8} {'answers':>8} {'its CPU':>9}"
+          f" {'CMCs CPU':>9} {'baseline/product':>17}")
+    rows = [("imaging-status -a (product: concurrent)", product, None),
+            (f"sequential urllib, new connection each ({STATUS_NODES})", python_loop, product),
+            (f"sequential curl in a shell loop ({STATUS_NODES})", curl_loop, product),
+            ("imaging-status 1 (the product's fixed cost)", product_one, None),
+            ("urllib, 1 request (the loop's fixed cost)", python_one, None)]
+    for label, timing, versus in rows:
+        ratio = f"{timing.median / versus.median:16.2f}x" if versus else ""
+        print(f"  {label:<50} {timing.median * 1000:6.0f} ms {min(timing.runs) * 1000:5.0f} ms"
+              f" {max(timing.runs) * 1000:5.0f} ms {timing.good_answers:>4}/{timing.expected:<3}"
+              f" {timing.client_cpu * 1000:6.0f} ms {timing.server_cpu * 1000:6.0f} ms {ratio:>17}")
+    product_more = product.median - product_one.median
+    python_more = python_loop.median - python_one.median
+    print(f"  beyond the fixed cost, {STATUS_NODES - 1} more CMCs take {product_more * 1000:.0f} ms in the product"
+          f" ({product_more / (STATUS_NODES - 1) * 1000:.2f} ms each), {python_more * 1000:.0f} ms in the urllib"
+          f" loop ({python_more / (STATUS_NODES - 1) * 1000:.2f} ms each): ratio"
+          f" {python_more / product_more if product_more > 0 else float('nan'):.1f}x")
+
+
+def wait_for_stage(layout: Layout, stage: str, timeout: float) -> None:
+    """Wait until every node of the testbed is at boot ``stage``; RuntimeError after ``timeout``."""
+    from imaging.testbed import lifecycle
+
+    deadline = time.monotonic() + timeout
+    while True:
+        _, statuses = asyncio.run(lifecycle.status(layout.directory))
+        late = [s.name for s in statuses if s.stage != stage]
+        if not late:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(late)} nodes not at stage {stage} after {timeout:g} s: {' '.join(late[:8])}")
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class WaitRun:
+    """One ``imaging-wait`` run: wall time, exit code, and per node (detail, printed s, seen-at s)."""
+
+    wall: float
+    cpu: float  # CPU seconds of the command
+    busy: float  # fraction of the machine's CPU busy during the run
+    code: int
+    nodes: dict[str, tuple[str, float, float]]
+    stray: list[str]
+
+
+def run_wait(layout: Layout, spec: str) -> WaitRun:
+    """Run ``imaging-wait -t WAIT_TIMEOUT SPEC``, timestamping each line as it arrives."""
+    argv = in_server(layout, [str(BIN / "imaging-wait"), "-t", f"{WAIT_TIMEOUT:g}", spec])
+    nodes: dict[str, tuple[str, float, float]] = {}
+    stray: list[str] = []
+    cpu = children_cpu()
+    ticks = machine_ticks()
+    start = time.perf_counter()
+    with subprocess.Popen(argv, env=product_env(layout), cwd=layout.directory, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        watchdog = threading.Timer(COMMAND_TIMEOUT, process.kill)  # bounds the line-by-line reading
+        watchdog.start()
+        try:
+            for line in process.stdout:
+                seen = time.perf_counter() - start
+                found = RESULT_LINE.match(line.strip())
+                if found:
+                    nodes[found["node"]] = (found["detail"], float(found["seconds"]), seen)
+                elif line.strip():
+                    stray.append(line.strip())
+            code = process.wait(timeout=COMMAND_TIMEOUT)
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+    return WaitRun(time.perf_counter() - start, children_cpu() - cpu, busy_since(ticks), code, nodes, stray)
+
+
+def bench_wait() -> None:
+    """(b): imaging-wait -a -t 5 on 37 nodes: one node alone, all healthy, then one black-holed."""
+    from imaging.testbed import lifecycle
+
+    bad = f"fit{BLACKHOLED:02d}"
+    print(f"\n(b) imaging-wait -t {WAIT_TIMEOUT:g} on a testbed of {WAIT_NODES} nodes, all up on ssh;"
+          f" then {bad} black-holed (loss=100% on its link, set while it is up)")
+    with testbed(WAIT_NODES) as layout:
+        wait_for_stage(layout, "ssh", SETTLE_TIMEOUT)
+        alone = run_wait(layout, "1")
+        healthy = run_wait(layout, "-a")
+        asyncio.run(lifecycle.set_fault(layout.directory, bad, "loss=100%"))
+        faulty = run_wait(layout, "-a")
+    print(f"  {'run':<36} {'wall':>7} {'its CPU':>7} {'machine':>7} {'exit':>4} {'healthy up':>10} {'last healthy':>12}"
+          f" {'(line seen)':>11}  {bad + ' verdict (printed time, line seen)':<44} {'wall/timeout':>12}")
+    runs = (("imaging-wait 1 (one node)", alone, None), ("imaging-wait -a, all healthy", healthy, None),
+            (f"imaging-wait -a, {bad} black-holed", faulty, bad))
+    for label, run, excluded in runs:
+        good = [v for name, v in run.nodes.items() if name != excluded]
+        up = [v for v in good if v[0].endswith(" up")]
+        last = f"{max(v[1] for v in up):.1f} s" if up else "-"
+        seen = f"{max(v[2] for v in up):.2f} s" if up else "-"
+        verdict = run.nodes.get(bad)
+        text = f"{verdict[0]} ({verdict[1]:.1f} s, {verdict[2]:.2f} s)" if verdict else "-"
+        print(f"  {label:<36} {run.wall:5.2f} s {run.cpu:5.2f} s {run.busy:6.0%} {run.code:>4}"
+              f" {len(up):>5}/{len(good):<4} {last:>12} {seen:>11}  {text:<44} {run.wall / WAIT_TIMEOUT:11.2f}x")
+        for line in run.stray:
+            print(f"    (other output) {line}")
+    limit = WAIT_TIMEOUT + 1
+    print(f"  with {bad} black-holed: wall {faulty.wall:.2f} s for a {WAIT_TIMEOUT:g} s timeout"
+          f" ({'within' if faulty.wall <= limit else 'OVER'} timeout + 1 s = {limit:g} s),"
+          f" exit code {faulty.code} (1 expected); {len(faulty.nodes)} nodes reported")
+
+
+def main() -> int:
+    """Run both parts; the exit code is 0 unless the benchmark itself could not run."""
+    if len(sys.argv) > 1 and sys.argv[1] == HELPER:
+        for body in sequential_status(sys.stdin.read().split()):
+            print(body)
+        return 0
+    if os.geteuid() != 0:
+        print("bench/control.py needs root (the emulated testbed uses network namespaces)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    print(f"control plane benchmark on {os.cpu_count()} cores"
+          f" (figures are noisy when other work shares the machine)\n")
+    bench_status()
+    bench_wait()
+    print(f"\nbenchmark wall time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""imaging-load end to end on the emulated testbed, with real udp-sender and
+udp-receiver: bytes on the disks, the final boot, failures of single nodes,
+interruptions at every phase, and concurrent loads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from imaging.testbed.images import TestImage, make_image, sha256_file
+from tests.testbed.conftest import Testbed, started_testbed
+from tests.testbed.product import BIN, product
+
+NODES = 8
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A testbed of 8 nodes with 80 MiB disks, for this module."""
+    with started_testbed(tmp_path_factory.mktemp("loadbed"), NODES, disk_mib=80) as testbed:
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def image64(bed: Testbed) -> TestImage:
+    """A 64 MiB image (random content, so it does not compress), zstd-compressed."""
+    return asyncio.run(make_image("load64", bed.dir / "images", size_mib=64, compressed=True, random_fill=True))
+
+
+@pytest.fixture(scope="module")
+def image16(bed: Testbed) -> TestImage:
+    """A 16 MiB raw image."""
+    return asyncio.run(make_image("load16", bed.dir / "images", size_mib=16, random_fill=True))
+
+
+@pytest.fixture(autouse=True)
+def healthy(bed: Testbed) -> Iterator[None]:
+    """Every test starts and ends with healthy nodes."""
+    yield
+    for number in range(1, NODES + 1):
+        bed.fault(number, "clear")
+
+
+def links(bed: Testbed) -> list[str]:
+    """The per-MAC next-boot links left in the pxelinux folder."""
+    return sorted(p.name for p in (bed.dir / "tftp" / "pxelinux.cfg").glob("01-*"))
+
+
+def senders(bed: Testbed) -> list[str]:
+    """udp-sender processes serving this testbed's images."""
+    found = subprocess.run(["pgrep", "-af", "udp-sender"], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if str(bed.dir) in line]
+
+
+def disk_holds(bed: Testbed, number: int, image: TestImage) -> bool:
+    """The node's disk starts with the image's (decompressed) bytes."""
+    return sha256_file(bed.disk(number), limit=image.raw_size) == image.raw_sha256
+
+
+def test_load_eight_nodes_end_to_end(bed: Testbed, image64: TestImage) -> None:
+    run = product(bed, "load", "-i", "load64", "-a", "-t", "90")
+    assert run.code == 0, run.out + run.err
+    assert "8 ok, 0 failed" in run.out
+    for number in range(1, NODES + 1):
+        assert disk_holds(bed, number, image64), f"fit0{number}'s disk"
+    assert links(bed) == []
+    assert senders(bed) == []
+    assert product(bed, "wait", "-a", "-t", "30").code == 0
+    for number in (1, 5, 8):
+        assert bed.ssh(number, "cat /etc/imaging-image").stdout.strip() == image64.identity
+    logs = sorted((bed.dir / "transport-logs").glob("*/fit03.log"))
+    assert "Transfer complete" in logs[-1].read_text()
+
+
+def test_one_node_failing_three_ways_does_not_stop_the_others(bed: Testbed, image16: TestImage) -> None:
+    bed.fault(2, "cmc=blackhole")
+    bed.fault(3, "boot=never")
+    bed.fault(4, "receiver=die:4194304")
+    run = product(bed, "load", "-i", "load16", "--json", "-t", "40", "1-5")
+    assert run.code == 1
+    summary = {r["node"]: r for r in run.json_lines()[-1]["summary"]}
+    assert summary["fit01"]["ok"] and summary["fit05"]["ok"]
+    assert disk_holds(bed, 1, image16) and disk_holds(bed, 5, image16)
+    reasons = {name: summary[name]["detail"] for name in ("fit02", "fit03", "fit04")}
+    assert reasons["fit02"] == "unreachable (timeout 2s)"
+    assert reasons["fit03"].startswith("imaging OS not up within boot_timeout 10s (telnet not up")
+    assert reasons["fit04"].startswith("receiver killed by signal 9 (log ")
+    assert run.json_lines()[-1]["retry"] == "imaging-load -i load16.img 2-4"
+    assert run.seconds < 40 + 2 + 1
+    assert links(bed) == [] and senders(bed) == []
+
+
+def test_disk_too_small_is_refused_before_writing(bed: Testbed, image16: TestImage) -> None:
+    bed.fault(6, "disk=small:8")
+    run = product(bed, "load", "-i", "load16", "-t", "30", "6-7")
+    assert run.code == 1
+    assert "fit06  FAILED" in run.out
+    assert "disk too small: fit06 has 8.0 MiB, the image needs 16.0 MiB" in run.out
+    assert disk_holds(bed, 7, image16), run.out
+
+
+def follow(bed: Testbed, *args: str) -> subprocess.Popen[str]:
+    """Start imaging-load with --json, its events readable line by line."""
+    return bed.popen(str(BIN / "imaging-load"), "--json", *args)
+
+
+def wait_for_phase(process: subprocess.Popen[str], phase: str, timeout: float = 30) -> None:
+    """Read events until one reaches ``phase``."""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{") and json.loads(line).get("phase") == phase:
+            return
+        assert time.monotonic() < deadline, f"no {phase} event"
+    raise AssertionError(f"the load ended before {phase}")
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("phase", ["resetting", "booting", "receiving"])
+def test_interruption_restores_links_and_stops_senders(bed: Testbed, image64: TestImage, phase: str,
+                                                       number: signal.Signals) -> None:
+    if phase == "booting":
+        bed.fault(7, "boot=slow:5")
+    process = follow(bed, "-i", "load64", "-b", "20", "-t", "60", "7-8")
+    wait_for_phase(process, phase)
+    time.sleep(0.3)
+    process.send_signal(number)
+    out, err = process.communicate(timeout=15)
+    assert process.returncode == (130 if number == signal.SIGINT else 1), err
+    assert json.loads(out.splitlines()[-1])["ok"] is False
+    assert links(bed) == []
+    assert senders(bed) == []
+
+
+def test_concurrent_loads(bed: Testbed, image16: TestImage) -> None:
+    first = follow(bed, "-i", "load16", "-b", "50", "-t", "60", "1-2")
+    second = follow(bed, "-i", "load16", "-b", "50", "-t", "60", "3-4")
+    wait_for_phase(first, "resetting")
+    overlapping = product(bed, "load", "-i", "load16", "-t", "30", "2-3")
+    assert overlapping.code == 1
+    assert "is busy: imaging-load" in overlapping.err and "(pid " in overlapping.err
+    for process in (first, second):
+        process.communicate(timeout=60)
+        assert process.returncode == 0
+    for number in (1, 2, 3, 4):
+        assert disk_holds(bed, number, image16)
+    capped = f"--max-bitrate {50 * 2**20} "  # only these two loads ran at 50 Mibps
+    used = [line for log in (bed.dir / "transport-logs").glob("*/sender-*.log")
+            for line in log.read_text().splitlines()[:1] if capped in line]
+    assert len(used) == 2
+    groups = {line.split("--mcast-data-address ")[1].split()[0] for line in used}
+    ports = {line.split("--portbase ")[1].split()[0] for line in used}
+    assert len(groups) == 2 and len(ports) == 2
