@@ -43,10 +43,19 @@ default_image = {DEFAULT_IMAGE}
 kind = udpcast
 server_ip = {d.server_ip}
 
+[udpcast]
+# the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets
+sender_options = --blocksize 8192
+# the disks are plain files: no sync after each write (udp-receiver's default for files)
+receiver_options = --nosync
+
 [networking]
 ssh_user = root
 ssh_key = {d.client_key}
 telnet_timeout = 1
+# emulated nodes boot in about a second: look for them often
+telnet_backoff = 0.25
+ssh_backoff = 0.25
 ssh_timeout = 2
 
 [locks]

@@ -24,6 +24,10 @@ from .faults import Faults
 from .layout import BRIDGE, CMC_INTERFACE, MAX_TESTBEDS, NS_PREFIX, Layout, NodeInfo
 from .procs import run
 
+# jumbo frames on the control LAN: a sixth of the packets for the same bytes,
+# which is what bounds multicast to dozens of emulated receivers on two cores
+MTU = 9000
+
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +62,7 @@ async def create(layout: Layout, with_nodes: bool) -> None:
     net = layout.control_network
     server = [
         "link set lo up",
-        f"link add {BRIDGE} type bridge mcast_snooping 0 stp_state 0 forward_delay 0",
+        f"link add {BRIDGE} mtu {MTU} type bridge mcast_snooping 0 stp_state 0 forward_delay 0",
         f"addr add {layout.server_ip}/{net.prefixlen} brd + dev {BRIDGE}",
         f"link set {BRIDGE} up",
         f"route add 224.0.0.0/4 dev {BRIDGE}",  # multicast goes to the control LAN
@@ -74,8 +78,8 @@ async def create(layout: Layout, with_nodes: bool) -> None:
         await run("ip", "-batch", "-", input="".join(f"netns add {n.netns}\n" for n in nodes))
         for node in nodes:
             server += [
-                f"link add {node.veth} master {BRIDGE} type veth peer name eth0"
-                f" netns {node.netns} address {node.control_mac}",
+                f"link add {node.veth} mtu {MTU} master {BRIDGE} type veth peer name eth0"
+                f" netns {node.netns} address {node.control_mac} mtu {MTU}",
                 f"link set {node.veth} up",
             ]
     await run("ip", "-n", ns, "-batch", "-", input="\n".join(server) + "\n")

@@ -127,7 +127,8 @@ async def main(ip_ssh, ip_telnet, key):
     print("ssh", status, out.strip())
     lines = []
     status = await telnet.run(ip_telnet, "stat -c %s /dev/sda; ls /no/such", telnet.TelnetSettings(), lines.append)
-    print("telnet", status, [line for line in lines if line.strip().isdigit()])
+    sizes = [line.strip().removeprefix("# ") for line in lines]  # the shell's prompt may come first
+    print("telnet", status, [size for size in sizes if size.isdigit()])
 asyncio.run(main(*sys.argv[1:]))
 """
 
