@@ -36,6 +36,8 @@ demo: system-packages $(INSTALLED)
 
 bench: system-packages $(INSTALLED)
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/control.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -10,6 +10,8 @@ on a node that does not answer, side by side with naive baselines run in the sam
     testbed's server namespace; ratio = baseline / product.  Also: each
     command's CPU time, the CPU of the one process serving every emulated CMC,
     and each command's fixed cost (one CMC), to compare the cost per extra CMC.
+    Then the same with every card answering 50 ms late (``cmc=slow:50``), as
+    real cards do: product (median of 5) against the sequential loop (one run).
 (b) ``imaging-wait -t 5`` on a full testbed of 37 nodes, all up on ssh: one node
     alone, then ``-a`` with every node healthy, then ``-a`` with fit17
     black-holed (``loss=100%`` on its link, set while it is up): total wall time,
@@ -19,7 +21,7 @@ on a node that does not answer, side by side with naive baselines run in the sam
     code (1 expected).
 
 Needs root (network namespaces), like the testbed.  Every testbed it starts is
-torn down, whatever happens.  Takes about 35 s.  Run it from the checkout:
+torn down, whatever happens.  Takes about 60 s.  Run it from the checkout:
 
     .venv/bin/python bench/control.py
 """
@@ -53,6 +55,7 @@ STATUS_RUNS = 5
 WAIT_NODES = 37
 WAIT_TIMEOUT = 5.0
 BLACKHOLED = 17
+CMC_LATENCY_MS = 50  # what a real card may take to answer: the emulated ones answer at once
 BOOT_DELAY = 0.3
 COMMAND_TIMEOUT = 60.0  # no single command of this benchmark may take longer
 SETTLE_TIMEOUT = 60.0  # for the nodes of a fresh testbed to come up on ssh
@@ -158,11 +161,12 @@ class Timing:
     server_cpu: float  # median CPU seconds the emulated CMCs' process used during one run
 
 
-def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expected: int) -> Timing:
-    """Median of STATUS_RUNS runs (after one warm-up); answers counted as lines ending in ``on``."""
+def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expected: int,
+            runs: int = STATUS_RUNS) -> Timing:
+    """Median of ``runs`` runs (after one warm-up); answers counted as lines ending in ``on``."""
     times, client, server, good = [], [], [], expected
     cmcs = controller_pid(layout)
-    for run in range(STATUS_RUNS + 1):
+    for run in range(runs + 1):
         before = cpu_seconds(cmcs)
         seconds, used, done = timed_run(layout, argv, stdin)
         served = cpu_seconds(cmcs) - before
@@ -177,6 +181,13 @@ def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expec
                   f" stderr: {done.stderr.strip()[-300:]}")
     return Timing(name, statistics.median(times), times, good, expected, statistics.median(client),
                   statistics.median(server))
+
+
+async def slow_cards(layout: Layout, milliseconds: int) -> None:
+    """Make every card answer ``milliseconds`` late (the testbed's ``cmc=slow:MS`` fault)."""
+    from imaging.testbed import lifecycle
+    for node in layout.nodes():
+        await lifecycle.set_fault(layout.directory, node.name, f"cmc=slow:{milliseconds}")
 
 
 def bench_status() -> None:
@@ -194,13 +205,18 @@ def bench_status() -> None:
                             urls, STATUS_NODES)
         product_one = measure(layout, "imaging-status 1", [status, "1"], None, 1)
         python_one = measure(layout, "urllib, 1 URL", helper, first, 1)
+        asyncio.run(slow_cards(layout, CMC_LATENCY_MS))
+        product_slow = measure(layout, "imaging-status -a, slow CMCs", [status, "-a"], None, STATUS_NODES)
+        python_slow = measure(layout, "urllib loop, slow CMCs", helper, urls, STATUS_NODES, runs=1)
     print(f"  {'command':<50} {'median':>9} {'min':>8} {'max':>8} {'answers':>8} {'its CPU':>9}"
           f" {'CMCs CPU':>9} {'baseline/product':>17}")
     rows = [("imaging-status -a (product: concurrent)", product, None),
             (f"sequential urllib, new connection each ({STATUS_NODES})", python_loop, product),
             (f"sequential curl in a shell loop ({STATUS_NODES})", curl_loop, product),
             ("imaging-status 1 (the product's fixed cost)", product_one, None),
-            ("urllib, 1 request (the loop's fixed cost)", python_one, None)]
+            ("urllib, 1 request (the loop's fixed cost)", python_one, None),
+            (f"imaging-status -a, CMCs answering in {CMC_LATENCY_MS} ms", product_slow, None),
+            (f"sequential urllib, CMCs answering in {CMC_LATENCY_MS} ms", python_slow, product_slow)]
     for label, timing, versus in rows:
         ratio = f"{timing.median / versus.median:16.2f}x" if versus else ""
         print(f"  {label:<50} {timing.median * 1000:6.0f} ms {min(timing.runs) * 1000:5.0f} ms"

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fault = action("fault", "change a node's faults live, e.g. fault fit03 cmc=blackhole, fault fit03 clear")
     fault.add_argument("node", help="fitNN, rebootNN or a number")
     fault.add_argument("specs", nargs="+", metavar="SPEC",
-                       help="cmc=blackhole|garbage|ok reset=ignore|ok boot=never|slow:S|ok telnet=hang|ok"
+                       help="cmc=blackhole|garbage|slow:MS|ok reset=ignore|ok boot=never|slow:S|ok telnet=hang|ok"
                             " receiver=die:K|ok disk=small:MiB|ok ssh=never|ok loss=P%% clear")
 
 

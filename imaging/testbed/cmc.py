@@ -5,12 +5,13 @@ Protocol (plain-text bodies): ``GET /status`` → ``on`` | ``off``;
 ``GET /on``, ``/off``, ``/reset`` → ``ok``; ``GET /info`` → free text.
 The power state machine itself is the node's (:mod:`imaging.testbed.node`).
 A card with the ``cmc=garbage`` fault answers bodies that are not the
-protocol and does nothing; ``cmc=blackhole`` is a DROP rule
+protocol and does nothing; ``cmc=slow:MS`` answers late; ``cmc=blackhole`` is a DROP rule
 (:mod:`imaging.testbed.network`), so the card never even sees the packets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,8 @@ class CmcServers:
             node = self.by_ip.get(sockname[0]) if sockname else None
             if node is None:
                 return web.Response(status=404, text="no such card\n")
+            if node.faults.cmc_delay_ms:
+                await asyncio.sleep(node.faults.cmc_delay_ms / 1000)
             if node.faults.cmc == "garbage":
                 log.info("%s: /%s answered with garbage (fault)", node.info.cmc_name, verb)
                 return web.Response(text=garbage())

@@ -7,6 +7,7 @@ A fault spec is ``knob=value`` (``cmc=blackhole``, ``boot=slow:5``,
 =================  ==========================================================
 ``cmc=blackhole``  the CMC's packets are dropped (a DROP rule, not a closed port)
 ``cmc=garbage``    the CMC answers bodies that are not the protocol, and acts not
+``cmc=slow:MS``    the CMC answers MS milliseconds late (real cards take tens of ms)
 ``cmc=ok``         back to normal
 ``reset=ignore``   ``reset`` answers ok but does not reboot (``reset=ok`` undoes)
 ``boot=never``     powered on, the node never gets to telnet or ssh
@@ -39,6 +40,7 @@ class Faults:
     """The faults one node currently has; the default is a healthy node."""
 
     cmc: str = "ok"  # ok, blackhole or garbage
+    cmc_delay_ms: float = 0.0
     reset_ignore: bool = False
     boot_never: bool = False
     boot_slow: float = 0.0
@@ -53,6 +55,8 @@ class Faults:
         out = []
         if self.cmc != "ok":
             out.append(f"cmc={self.cmc}")
+        if self.cmc_delay_ms:
+            out.append(f"cmc=slow:{self.cmc_delay_ms:g}")
         if self.reset_ignore:
             out.append("reset=ignore")
         if self.boot_never:
@@ -85,7 +89,9 @@ def _changes(knob: str, value: str, spec: str) -> dict[str, object]:
     """The fields a ``knob=value`` spec sets."""
     kind, _, arg = value.partition(":")
     if knob == "cmc" and value in ("ok", "blackhole", "garbage"):
-        return {"cmc": value}
+        return {"cmc": value} | ({"cmc_delay_ms": 0.0} if value == "ok" else {})
+    if knob == "cmc" and kind == "slow":
+        return {"cmc_delay_ms": _number(arg, spec)}
     if knob == "reset" and value in ("ok", "ignore"):
         return {"reset_ignore": value == "ignore"}
     if knob == "boot" and value in ("ok", "never"):
@@ -109,7 +115,7 @@ def _changes(knob: str, value: str, spec: str) -> dict[str, object]:
         if percent > 100:
             raise UsageError(f"fault {spec!r}: loss is a percentage, 0 to 100")
         return {"loss_percent": percent}
-    raise UsageError(f"unknown fault {spec!r}; knobs: cmc=blackhole|garbage|ok, reset=ignore|ok,"
+    raise UsageError(f"unknown fault {spec!r}; knobs: cmc=blackhole|garbage|slow:MS|ok, reset=ignore|ok,"
                      " boot=never|slow:S|ok, telnet=hang|ok, receiver=die:K|ok, disk=small:MiB|ok,"
                      " ssh=never|ok, loss=P%, or clear")
 

@@ -17,9 +17,11 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +48,26 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 
 @pytest.fixture(scope="module")
-def frisbee_conf(bed: Testbed) -> Path:
+def node_doubles() -> Iterator[Path]:
+    """The doubles copied where a node sees them: a node has a private ``/tmp`` (and
+    ``/run``, ``/dev``), so a checkout under ``/tmp`` is out of its sight; ``/var``
+    is the host's (under an overlay that each boot mounts afresh)."""
+    folder = Path(tempfile.mkdtemp(prefix="imaging-doubles-", dir="/var/tmp"))
+    try:
+        for double in (FRISBEED, FRISBEE):
+            shutil.copy2(double, folder / double.name)
+        folder.chmod(0o755)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def frisbee_conf(bed: Testbed, node_doubles: Path) -> Path:
     """A config file choosing frisbee, with the doubles as its server and client."""
     path = bed.dir / "frisbee.conf"
-    path.write_text(f"[transport]\nkind = frisbee\n\n[frisbee]\nserver = {FRISBEED}\nclient = {FRISBEE}\n")
+    path.write_text(f"[transport]\nkind = frisbee\n\n[frisbee]\nserver = {node_doubles / 'frisbeed'}\n"
+                    f"client = {node_doubles / 'frisbee'}\n")
     return path
 
 
@@ -95,7 +113,7 @@ def doubles_running(bed: Testbed) -> list[str]:
             argv = cmdline.read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(arg in (str(FRISBEED), str(FRISBEE)) for arg in argv) and str(bed.dir) in " ".join(argv):
+        if any(Path(arg).name in ("frisbeed", "frisbee") for arg in argv) and str(bed.dir) in " ".join(argv):
             found.append(" ".join(argv))
     return found
 
