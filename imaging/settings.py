@@ -5,14 +5,17 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .cmc import ResetSettings
 from .config import Config
 from .errors import ConfigError
 from .images import Image
 from .inventory import Inventory, Node
+from .jobs.imagingos import BootSettings
 from .jobs.load import LoadPlan
 from .jobs.power import PowerSettings
+from .jobs.save import SavePlan, stamp_command, stamp_line
 from .pxelinux import NextBoot
 from .ssh import SshSettings
 from .telnet import TelnetSettings
@@ -40,6 +43,12 @@ def reset_settings(config: Config) -> ResetSettings:
     return ResetSettings(idle_after_reset=config.get_float("nodes", "idle_after_reset"),
                          probe_ports=(config.get_int("networking", "ssh_port"),
                                       config.get_int("networking", "telnet_port")))
+
+
+def boot_settings(config: Config) -> BootSettings:
+    """How load and save bring a node into the imaging OS."""
+    return BootSettings(reset=reset_settings(config), telnet=telnet_settings(config),
+                        boot_timeout=config.get_float("nodes", "boot_timeout"))
 
 
 def power_settings(config: Config, timeout: float | None) -> PowerSettings:
@@ -79,9 +88,8 @@ def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image
         bandwidth={n: bandwidth or config.get_int("nodes", "bandwidth", host=h) for n, h in hosts.items()},
         disk={n: config.get_str("nodes", "hard_drive", host=h) for n, h in hosts.items()},
         timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
-        boot_timeout=config.get_float("nodes", "boot_timeout"),
         reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
-        cmc_port=config.get_int("nodes", "cmc_port"), reset=reset_settings(config), telnet=telnet_settings(config),
+        cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
         pattern_multicast=config.get_str("transport", "pattern_multicast"),
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),
@@ -93,3 +101,24 @@ def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
     """The next-boot links of these nodes, each aimed at its imaging-OS file."""
     return NextBoot(config.get_path("pxelinux", "config_dir"),
                     {n.number: config.get_str("pxelinux", "frisbee_image", host=n.hostname) for n in nodes})
+
+
+def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targets: dict[int, Path],
+              transport: Transport, *, timeout: float | None, reset_after: bool, lock_wait: float,
+              radical: str, comment: str, user: str) -> SavePlan:
+    """Everything a save needs, from the config and the command line."""
+    stamps: dict[int, str | None] = {}
+    for node in nodes:
+        partition = config.get_str("nodes", "root_partition", host=node.hostname)
+        stamps[node.number] = None if partition.lower() in ("", "none") else stamp_command(
+            partition, config.get_str("nodes", "mount_point", host=node.hostname),
+            stamp_line(node.hostname, radical, user, comment))
+    return SavePlan(
+        nodes=nodes, targets=targets, transport=transport, server_ip=guess_server_ip(config, inventory),
+        disk={n.number: config.get_str("nodes", "hard_drive", host=n.hostname) for n in nodes},
+        timeout=timeout if timeout is not None else config.get_float("nodes", "save_timeout"),
+        reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
+        cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
+        pattern_port=config.get_str("transport", "pattern_port"),
+        pattern_size=config.get_int("transport", "pattern_size"),
+        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait)

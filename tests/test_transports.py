@@ -38,7 +38,8 @@ def test_udpcast_command_lines() -> None:
                                 "--portbase", "10003", "--file", "/dev/sda", "--receive-timeout", "30"]
     raw = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sd a;x", Path("u.img"))
     assert "--pipe" not in raw and shlex.split(raw)[-3] == "/dev/sd a;x"
-    assert udpcast.save_command("/dev/sda", "10.0.0.1", 10005) == "zstd -q -c -1 /dev/sda | nc -q 0 10.0.0.1 10005"
+    save = udpcast.save_command("/dev/sda", "10.0.0.1", 10005)
+    assert "{ zstd -q -c -1 /dev/sda; echo $? >&3; } | nc -q 0 10.0.0.1 10005 >/dev/null" in save
 
 
 def test_udpcast_parser_on_recorded_output() -> None:
@@ -70,8 +71,19 @@ def test_frisbee_command_lines() -> None:
                                          "-p", "10003", "-W", str(500 * 2**20), "-K", "3", "/images/ubuntu.ndz"]
     assert frisbee.receiver_command(CHANNEL, "192.168.3.100", "192.168.3.7", "/dev/sda", Path("x.ndz")) == (
         "frisbee -i 192.168.3.7 -m 234.5.6.3 -p 10003 /dev/sda")
-    assert frisbee.save_command("/dev/sda", "192.168.3.100", 10001) == (
-        "imagezip -o -z1 /dev/sda - | nc 192.168.3.100 10001")
+    assert "{ imagezip -o -z1 /dev/sda -; echo $? >&3; } | nc 192.168.3.100 10001" in (
+        frisbee.save_command("/dev/sda", "192.168.3.100", 10001))
+
+
+@pytest.mark.parametrize(("producer", "consumer", "status"), [
+    ("echo data", "cat", 0), ("false", "cat", 1), ("echo data", "false", 1), ("false", "false", 1),
+])
+def test_pipeline_fails_when_either_side_fails(producer: str, consumer: str, status: int) -> None:
+    import subprocess
+
+    from imaging.transports.base import pipeline
+    done = subprocess.run(["sh", "-c", pipeline(producer, consumer)], capture_output=True, text=True)
+    assert done.returncode == status
 
 
 def frisbee_output(chunks: int) -> list[str]:

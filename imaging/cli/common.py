@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ImagingError, SelectorError
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..events import NodeResult
     from ..images import Repository
     from ..inventory import Inventory, Node
+    from ..jobs.imagingos import Emit, JobState
 
 log = logging.getLogger("imaging.cli")
 
@@ -100,6 +103,32 @@ class Context:
                 continue
             return f"{spec!r} is not a node, but an image has that name: did you mean -i {spec}?"
         return message
+
+
+def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], Coroutine[Any, Any, list[NodeResult]]],
+                 state: JobState, timeout: float, args: argparse.Namespace, retry_options: list[str]) -> int:
+    """Run a load or a save with its display; whatever ends it, undo what it holds
+    (``state.cleanup()``, synchronously), print the summary with the line that
+    retries the failed nodes, and return the exit code (0 only if every node succeeded)."""
+    from ..display import make_display
+    from ..jobs.runner import Interrupted, run_job
+    from ..selector import format_ranges
+
+    display = make_display([n.hostname for n in nodes], as_json=args.json, table=getattr(args, "curses", False))
+    try:
+        with display:
+            results = run_job(job(state, display.event))
+        code = 0 if all(r.ok for r in results) else 1
+    except Interrupted as exc:
+        results, code = state.unfinished(nodes, exc.message), exc.exit_code
+    except TimeoutError:
+        results, code = state.unfinished(nodes, f"timeout after {timeout:g}s"), 1
+    finally:
+        state.cleanup()
+    failed = [r.node.number for r in results if not r.ok]
+    retry = shlex.join([prog, *retry_options, format_ranges(failed)]) if failed else None
+    display.summary(results, retry)
+    return code
 
 
 def execute(prog: str, run: Callable[[argparse.Namespace, Context], int],

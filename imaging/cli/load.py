@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 
 from ..errors import UsageError
-from .common import Context, add_node_arguments
+from .common import Context, add_node_arguments, run_node_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Check everything before any node is touched, then load; exit 0 only if every node succeeded."""
-    from ..display import make_display
-    from ..jobs.load import LoadState, load
-    from ..jobs.runner import Interrupted, run_job
-    from ..selector import format_ranges
+    from ..jobs.imagingos import JobState
+    from ..jobs.load import load
     from ..settings import load_plan, next_boot
     from ..transports import transport_for
 
@@ -53,26 +50,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if shutil.which(transport.sender_program) is None:
         raise UsageError(f"the {transport.name} sender {transport.sender_program!r} is not installed;"
                          f" install it or set its path in [{transport.name}]")
-    state = LoadState(next_boot(config, nodes))
+    state = JobState(next_boot(config, nodes))
     state.nextboot.check(nodes)
 
-    display = make_display([n.hostname for n in nodes], as_json=args.json, table=args.curses)
-    code = 0
-    try:
-        with display:
-            results = run_job(load(plan, state, display.event))
-        code = 0 if all(r.ok for r in results) else 1
-    except Interrupted as exc:
-        results, code = state.unfinished(nodes, exc.message), exc.exit_code
-    except TimeoutError:
-        results, code = state.unfinished(nodes, f"timeout after {plan.timeout:g}s"), 1
-    finally:
-        state.cleanup()
-    failed = [r.node.number for r in results if not r.ok]
-    retry = None
-    if failed:
-        options = ["-i", image.name] + (["-b", str(args.bandwidth)] if args.bandwidth else [])
-        options += ["--transport", args.transport] if args.transport else []
-        retry = shlex.join(["imaging-load", *options, format_ranges(failed)])
-    display.summary(results, retry)
-    return code
+    options = ["-i", image.name] + (["-b", str(args.bandwidth)] if args.bandwidth else [])
+    options += ["--transport", args.transport] if args.transport else []
+    return run_node_job(ctx.prog, nodes, lambda st, emit: load(plan, st, emit), state, plan.timeout, args, options)

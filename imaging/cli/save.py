@@ -1,33 +1,70 @@
-"""`imaging-save -o NAME SPEC…`: save nodes' disks into images."""
+"""`imaging-save [-o NAME] SPEC…`: save nodes' disks into images, each node to its own file."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..errors import ImagingError
-from .common import Context, add_node_arguments
+from .common import Context, add_node_arguments, run_node_job
+
+DEFAULT_RADICAL = "image"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `save`."""
-    parser.add_argument("-o", "--output", metavar="NAME", help="radical of the saved image's name")
-    parser.add_argument("-c", "--comment", default="", help="comment stamped on the saved image")
+    parser.add_argument("-o", "--output", metavar="NAME", default=DEFAULT_RADICAL,
+                        help="radical of the saved image's name: saving__<host>__<date>__NAME.<ext>"
+                             f" (default {DEFAULT_RADICAL})")
+    parser.add_argument("-c", "--comment", default="", help="comment stamped on the saved OS's /etc/imaging-image")
     parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] save_timeout)")
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="image format (default: [transport] kind)")
-    parser.add_argument("--repo", action="store_true", help="write into the repository, not ./")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing image")
-    parser.add_argument("-n", "--no-reset", action="store_true",
-                        help="leave the nodes in the imaging OS when done")
+    parser.add_argument("--repo", action="store_true", help="write into the repository ([images] images_dir), not ./")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing image of the same name")
+    parser.add_argument("--keep-partial", action="store_true",
+                        help="on failure keep what was received as <name>.partial")
+    parser.add_argument("-n", "--no-reset", action="store_true", help="leave the nodes in the imaging OS when done")
+    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                        help="wait that long for nodes busy with another command (default: refuse)")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line, then a JSON summary")
     add_node_arguments(parser)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Check the nodes and the name before any node is touched."""
-    from ..images import validate_name
+    """Check names, folder and nodes before any node is touched, then save; exit 0 only if all succeeded."""
+    import getpass
+    import os
+    from datetime import datetime
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..images import save_name, validate_name
+    from ..jobs.imagingos import JobState
+    from ..jobs.save import save
+    from ..settings import next_boot, save_plan
+    from ..transports import transport_for
+
+    validate_name(args.output)
+    config = ctx.config
     nodes = ctx.select_nodes()
-    if args.output is not None:
-        validate_name(args.output)
-    raise ImagingError(f"saving {len(nodes)} node(s) is not available in this version yet;"
-                       " only the checks before saving ran")
+    transport = transport_for(args.transport or config.get_str("transport", "kind"), config)
+    folder = config.get_path("images", "images_dir") if args.repo else Path.cwd()
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write into {folder}; save into a writable folder"
+                         + (" (without --repo)" if args.repo else ""))
+    now = datetime.now()
+    targets = {n.number: folder / save_name(n.hostname, now, args.output, transport.save_extension) for n in nodes}
+    if len(set(targets.values())) != len(targets):
+        raise UsageError("several nodes would save to the same file; give each its own -o NAME")
+    for node in nodes:
+        target = targets[node.number]
+        if target.exists() and not args.force:
+            raise UsageError(f"{target} exists; pass --force to overwrite it, or choose another -o NAME")
+    plan = save_plan(config, ctx.inventory, nodes, targets, transport, timeout=args.timeout,
+                     reset_after=not args.no_reset, lock_wait=args.wait_lock, radical=args.output,
+                     comment=args.comment, user=getpass.getuser())
+    state = JobState(next_boot(config, nodes), keep_partial=args.keep_partial)
+    state.nextboot.check(nodes)
+    options = ["-o", args.output] + (["--repo"] if args.repo else [])
+    options += ["--transport", args.transport] if args.transport else []
+    return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit), state, plan.timeout, args, options)

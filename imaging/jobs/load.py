@@ -17,30 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import shlex
-import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import patterns, telnet
-from ..cmc import CmcClient, ResetSettings, ensure_reset
+from ..cmc import CmcClient, ensure_reset
 from ..errors import ImagingError, NodeFailure
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
-from ..locks import LockSet
-from ..pxelinux import NextBoot
 from ..transports.base import Channel, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size
 from .pernode import run_node
 
 log = logging.getLogger(__name__)
-Emit = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,10 @@ class LoadPlan:
     bandwidth: dict[int, int]  # node number -> Mibps
     disk: dict[int, str]  # node number -> disk path on the node
     timeout: float
-    boot_timeout: float  # from reset to telnet; the sender does not wait for a node beyond it
     reset_after: bool
     cmc_timeout: float
     cmc_port: int
-    reset: ResetSettings
-    telnet: telnet.TelnetSettings
+    boot: BootSettings  # the sender does not wait for a node beyond its boot_timeout
     pattern_multicast: str
     pattern_port: str
     pattern_size: int
@@ -68,47 +61,13 @@ class LoadPlan:
     lock_wait: float = 0.0
 
 
-@dataclass
-class LoadState:
-    """What a load holds while it runs, undone synchronously by :meth:`cleanup`
-    whatever ends it (success, failure, Ctrl-C, SIGTERM, deadline)."""
-
-    nextboot: NextBoot
-    locks: LockSet = field(default_factory=LockSet)
-    senders: list[SenderProcess] = field(default_factory=list)
-    results: dict[int, NodeResult] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    def cleanup(self) -> None:
-        """Remove the next-boot links made, kill the senders still running, release the locks."""
-        for link in self.nextboot.restore_all():
-            log.warning("restored next-boot link %s", link)
-        for sender in self.senders:
-            sender.kill_now()
-        self.locks.release()
-
-    def unfinished(self, nodes: Sequence[Node], reason: str) -> list[NodeResult]:
-        """Every node's result, those without one marked with ``reason``."""
-        elapsed = time.monotonic() - self.started
-        return [self.results.get(n.number) or NodeResult(n, False, reason, elapsed) for n in nodes]
-
-
 SENDER_GRACE = 10.0  # seconds a receiver may take to finish once its sender has
-DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
-
-
-async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:
-    """The size of the node's disk in bytes, asked over telnet (None if unknown)."""
-    lines: list[str] = []
-    status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings, lines.append)
-    numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
-    return numbers[-1] if status == 0 and numbers else None
 
 
 class Session:
     """One multicast session: its nodes, channel, sender, and the rendezvous between them."""
 
-    def __init__(self, plan: LoadPlan, state: LoadState, nodes: Sequence[Node], bandwidth: int,
+    def __init__(self, plan: LoadPlan, state: JobState, nodes: Sequence[Node], bandwidth: int,
                  channel: Channel, emit: Emit, cmc: CmcClient) -> None:
         self.plan, self.state, self.nodes, self.bandwidth = plan, state, nodes, bandwidth
         self.channel, self.emit, self.cmc = channel, emit, cmc
@@ -132,22 +91,10 @@ class Session:
 
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
-        boot_deadline = min(deadline, asyncio.get_running_loop().time() + plan.boot_timeout)
-        self._phase(node, "resetting")
-        self.state.nextboot.boot_imaging_os(node)
-        what = await ensure_reset(self.cmc, node, plan.reset)
-        self._phase(node, "booting", message=what if what != "reset" else "")
-        try:
-            await telnet.wait_until_up(node.control.ip, plan.telnet, boot_deadline)
-        except NodeFailure as exc:
-            if boot_deadline < deadline:
-                raise NodeFailure(f"imaging OS not up within boot_timeout {plan.boot_timeout:g}s"
-                                  f" ({exc.message})") from None
-            raise
-        self.state.nextboot.boot_disk(node)
+        await boot_imaging_os(node, self.state, self.cmc, plan.boot, deadline, self.emit)
         needed = plan.transport.disk_bytes_needed(plan.image.path)
         if needed is not None:
-            size = await disk_size(node, plan.disk[node.number], plan.telnet)
+            size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
             if size is not None and size < needed:
                 raise NodeFailure(f"disk too small: {node.hostname} has {human_size(size)},"
                                   f" the image needs {human_size(needed)}")
@@ -174,7 +121,7 @@ class Session:
                     last = progress.percent
                     self._phase(node, "receiving", progress.percent, progress.message)
 
-            status = await self._watching_sender(telnet.run(node.control.ip, command, plan.telnet, on_line))
+            status = await self._watching_sender(telnet.run(node.control.ip, command, plan.boot.telnet, on_line))
             output.write(f"exit status {status}\n")
         if parser.failure:
             raise NodeFailure(f"{parser.failure} (log {log_path})")
@@ -221,7 +168,7 @@ class Session:
                 await self.sender.stop()
         if self.plan.reset_after:
             self._phase(node, "rebooting")
-            await ensure_reset(self.cmc, node, self.plan.reset)
+            await ensure_reset(self.cmc, node, self.plan.boot.reset)
         return f"loaded {self.plan.image.name}" + ("" if self.plan.reset_after else " (left in the imaging OS)")
 
     async def run_sender(self, deadline: float) -> None:
@@ -246,7 +193,7 @@ class Session:
             self.sender_up.set()
 
 
-async def load(plan: LoadPlan, state: LoadState, emit: Emit) -> list[NodeResult]:
+async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     """Run the load; every node's result is also kept in ``state.results`` as it comes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + plan.timeout

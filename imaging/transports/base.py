@@ -55,6 +55,13 @@ class ProgressParser(ABC):
         """Digest one line; return progress when the line tells some."""
 
 
+def pipeline(producer: str, consumer: str) -> str:
+    """``producer | consumer`` whose exit status is 0 only when both succeed
+    (POSIX sh has no ``pipefail``: the producer's status travels on fd 3)."""
+    return (f"s=$( {{ {{ {producer}; echo $? >&3; }} | {consumer} >/dev/null || echo failed >&3; }} 3>&1 );"
+            ' [ "$s" = 0 ]')
+
+
 class Transport(ABC):
     """One way of moving images between the server and the nodes."""
 

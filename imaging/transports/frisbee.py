@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
-from .base import Channel, Progress, ProgressParser, SendPlan, Transport
+from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
 
 JOINED_RE = re.compile(r"Joined the team after .*File is (\d+) chunks")
 DOTS_RE = re.compile(r"^(\.*)\s*(\d+)\s+(\d+)\s*$")
@@ -113,5 +113,5 @@ class Frisbee(Transport):
 
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
         """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
-        return (f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} - | {shlex.quote(self.netcat)}"
-                f" {shlex.quote(server_ip)} {port}")
+        return pipeline(f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} -",
+                        f"{shlex.quote(self.netcat)} {shlex.quote(server_ip)} {port}")

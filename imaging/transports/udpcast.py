@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
-from .base import Channel, Progress, ProgressParser, SendPlan, Transport
+from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
 
 ZSTD_MAGIC = 0xFD2FB528
 
@@ -137,5 +137,5 @@ class Udpcast(Transport):
 
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
         """``zstd -c DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver."""
-        return (f"zstd -q -c -1 {shlex.quote(disk)} | {shlex.quote(self.netcat)} -q 0"
-                f" {shlex.quote(server_ip)} {port}")
+        return pipeline(f"zstd -q -c -1 {shlex.quote(disk)}",
+                        f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}")

@@ -48,9 +48,12 @@ def test_fault_specs() -> None:
     assert faults.describe() == ["cmc=blackhole", "reset=ignore", "boot=slow:2.5", "telnet=hang",
                                  "receiver=die:1000", "disk=small:4", "ssh=never", "loss=10%"]
     assert faults.apply("cmc=ok").cmc == "ok"
+    slow = Faults().apply("cmc=slow:50")
+    assert slow.cmc_delay_ms == 50 and slow.describe() == ["cmc=slow:50"]
+    assert slow.apply("cmc=ok").cmc_delay_ms == 0
     assert faults.apply("clear") == Faults()
     assert Faults().apply("boot=never").boot_never
-    for bad in ("cmc=maybe", "loss=200%", "disk=small:0", "boot=slow:x", "nothing"):
+    for bad in ("cmc=maybe", "cmc=slow:-1", "loss=200%", "disk=small:0", "boot=slow:x", "nothing"):
         with pytest.raises(UsageError):
             Faults().apply(bad)
     assert parse_assignment("fit03:cmc=garbage") == ("fit03", "cmc=garbage")

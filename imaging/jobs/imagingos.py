@@ -1,0 +1,93 @@
+"""Steps load and save share: boot a node into the imaging OS, ask it about its disk,
+and the state both hold while they run (undone synchronously whatever ends them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .. import telnet
+from ..cmc import CmcClient, ResetSettings, ensure_reset
+from ..errors import NodeFailure
+from ..events import Event, NodeResult
+from ..inventory import Node
+from ..locks import LockSet
+from ..pxelinux import NextBoot
+from ..savereceiver import SaveReceiver
+from ..transports.sender import SenderProcess
+
+log = logging.getLogger(__name__)
+Emit = Callable[[Event], None]
+DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
+
+
+@dataclass(frozen=True)
+class BootSettings:
+    """How a node is brought into the imaging OS."""
+
+    reset: ResetSettings
+    telnet: telnet.TelnetSettings
+    boot_timeout: float  # from reset to telnet
+
+
+@dataclass
+class JobState:
+    """What a load or a save holds while it runs; :meth:`cleanup` undoes it synchronously
+    whatever ends the job (success, failure, Ctrl-C, SIGTERM, deadline)."""
+
+    nextboot: NextBoot
+    locks: LockSet = field(default_factory=LockSet)
+    senders: list[SenderProcess] = field(default_factory=list)
+    receivers: list[SaveReceiver] = field(default_factory=list)
+    keep_partial: bool = False
+    results: dict[int, NodeResult] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def cleanup(self) -> None:
+        """Remove the next-boot links made, kill the senders still running, remove
+        unpublished partial files, release the locks."""
+        for link in self.nextboot.restore_all():
+            log.warning("restored next-boot link %s", link)
+        for sender in self.senders:
+            sender.kill_now()
+        for receiver in self.receivers:
+            receiver.discard(self.keep_partial)
+        self.locks.release()
+
+    def unfinished(self, nodes: Sequence[Node], reason: str) -> list[NodeResult]:
+        """Every node's result, those without one marked with ``reason``."""
+        elapsed = time.monotonic() - self.started
+        return [self.results.get(n.number) or NodeResult(n, False, reason, elapsed) for n in nodes]
+
+
+async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings: BootSettings,
+                          deadline: float, emit: Emit) -> None:
+    """Point the node's next boot at the imaging OS, reset it, wait for its telnet
+    (at most ``boot_timeout``), then remove the link at once: a crash from then on
+    boots the disk.  NodeFailure with the reason."""
+    boot_deadline = min(deadline, asyncio.get_running_loop().time() + settings.boot_timeout)
+    emit(Event(node.hostname, "resetting"))
+    state.nextboot.boot_imaging_os(node)
+    what = await ensure_reset(cmc, node, settings.reset)
+    emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
+    try:
+        await telnet.wait_until_up(node.control.ip, settings.telnet, boot_deadline)
+    except NodeFailure as exc:
+        if boot_deadline < deadline:
+            raise NodeFailure(f"imaging OS not up within boot_timeout {settings.boot_timeout:g}s"
+                              f" ({exc.message})") from None
+        raise
+    state.nextboot.boot_disk(node)
+
+
+async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:
+    """The size of the node's disk in bytes, asked over telnet (None if unknown)."""
+    lines: list[str] = []
+    status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings, lines.append)
+    numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
+    return numbers[-1] if status == 0 and numbers else None

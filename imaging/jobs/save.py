@@ -1,0 +1,132 @@
+"""imaging-save: stream nodes' disks back to the server, each into its own file.
+
+Per node, concurrently: boot the imaging OS as load does, optionally stamp the
+node's ``/etc/imaging-image`` (when ``root_partition`` is set), then run the
+transport's save pipeline on the node into this process's own TCP receiver
+(:mod:`imaging.savereceiver`), which publishes the file by atomic rename only
+when the pipeline exited 0 and the stream ended cleanly; finally reset the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import patterns, telnet
+from ..cmc import CmcClient, ensure_reset
+from ..errors import NodeFailure
+from ..events import Event, NodeResult
+from ..inventory import Node
+from ..savereceiver import SaveReceiver
+from ..transports.base import Transport
+from ..units import human_size
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size
+from .pernode import run_node
+
+log = logging.getLogger(__name__)
+STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exited
+
+
+@dataclass(frozen=True)
+class SavePlan:
+    """Everything a save needs, checked before any node is touched."""
+
+    nodes: Sequence[Node]
+    targets: dict[int, Path]  # node number -> the file to publish
+    transport: Transport
+    server_ip: str
+    disk: dict[int, str]
+    timeout: float
+    reset_after: bool
+    cmc_timeout: float
+    cmc_port: int
+    boot: BootSettings
+    pattern_port: str
+    pattern_size: int
+    lock_dir: Path
+    stamp: dict[int, str | None]  # node number -> shell command that stamps its OS, or None
+    lock_wait: float = 0.0
+
+
+def stamp_command(root_partition: str, mount_point: str, line: str) -> str:
+    """Mount the node's root partition, append ``line`` to its ``/etc/imaging-image``, unmount.
+
+    Every value is shell-quoted: a comment such as ``$(reboot)`` stays text."""
+    part, mount = shlex.quote(root_partition), shlex.quote(mount_point)
+    image_file = shlex.quote(f"{mount_point}/etc/imaging-image")
+    return (f"mkdir -p {mount} && mount {part} {mount} && {{ printf '%s\\n' {shlex.quote(line)} >> {image_file};"
+            f" s=$?; umount {mount}; [ $s = 0 ]; }}")
+
+
+def stamp_line(host: str, radical: str, user: str, comment: str) -> str:
+    """``<date> node <host> image <radical> by <user> - <comment>``, on one line."""
+    text = f"{time.strftime('%Y-%m-%d@%H:%M')} node {host} image {radical} by {user} - {comment}"
+    return " ".join(text.split())  # no newline can reach the file
+
+
+async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient, emit: Emit,
+                    deadline: float) -> str:
+    """The whole save of one node; returns what was done."""
+    await boot_imaging_os(node, state, cmc, plan.boot, deadline, emit)
+    target = plan.targets[node.number]
+    size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
+    free = os.statvfs(target.parent)
+    if size is not None and free.f_bavail * free.f_frsize < size:
+        raise NodeFailure(f"not enough space in {target.parent}: {human_size(free.f_bavail * free.f_frsize)}"
+                          f" free, {node.hostname}'s disk is {human_size(size)}")
+    stamp = plan.stamp[node.number]
+    if stamp is not None:
+        emit(Event(node.hostname, "stamping"))
+        status = await telnet.run(node.control.ip, stamp, plan.boot.telnet)
+        if status != 0:
+            raise NodeFailure(f"stamping /etc/imaging-image failed (exit {status})")
+    port = patterns.port(plan.pattern_port, state.locks.take_slot(plan.lock_dir, plan.pattern_size))
+
+    def progress(count: int) -> None:
+        percent = min(99.0, 100.0 * count / size) if size else None
+        emit(Event(node.hostname, "saving", percent, human_size(count)))
+
+    receiver = SaveReceiver(target, plan.server_ip, port, node.control.ip, progress)
+    state.receivers.append(receiver)
+    await receiver.start()
+    try:
+        emit(Event(node.hostname, "saving", 0.0))
+        command = plan.transport.save_command(plan.disk[node.number], plan.server_ip, port)
+        output: list[str] = []
+        status = await telnet.run(node.control.ip, command, plan.boot.telnet, output.append)
+        if status != 0:
+            shown = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_STATUS" not in line)
+            raise NodeFailure(f"the save pipeline on the node failed (exit {status}){': ' + shown if shown else ''}")
+        try:
+            async with asyncio.timeout(STREAM_END):
+                await receiver.finished()
+        except TimeoutError:
+            raise NodeFailure(f"the stream did not end within {STREAM_END:g}s of the node's pipeline") from None
+        digest = receiver.publish()
+    finally:
+        await receiver.close(state.keep_partial)
+    if plan.reset_after:
+        emit(Event(node.hostname, "rebooting"))
+        await ensure_reset(cmc, node, plan.boot.reset)
+    return f"saved {target.name} ({human_size(receiver.bytes)}, sha256 {digest[:12]})"
+
+
+async def save(plan: SavePlan, state: JobState, emit: Emit) -> list[NodeResult]:
+    """Save every node concurrently; each result is also kept in ``state.results``."""
+    deadline = asyncio.get_running_loop().time() + plan.timeout
+    await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
+    async with CmcClient(plan.cmc_timeout, plan.cmc_port) as cmc:
+        async def one(node: Node) -> None:
+            result = await run_node(node, lambda n: save_node(n, plan, state, cmc, emit, deadline), plan.timeout)
+            state.results[node.number] = result
+            emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None,
+                       result.detail))
+
+        await asyncio.gather(*(one(node) for node in plan.nodes))
+    return [state.results[n.number] for n in plan.nodes]
