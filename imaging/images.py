@@ -8,9 +8,11 @@ Saves are named ``saving__<host>__<YYYY-MM-DD@HH-MM>__<radical>.<ext>``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,3 +248,63 @@ class Repository:
 
 def _extensions_of(transport: str | None) -> str:
     return "/".join(ext for ext, kind in EXTENSIONS.items() if kind == transport) or "no"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(image: Image) -> str:
+    """``ok``, ``MISMATCH`` or ``no sidecar``: the image's content against its ``.sha256`` sidecar."""
+    recorded = image.checksum()
+    if recorded is None:
+        return "no sidecar"
+    return "ok" if file_sha256(image.path) == recorded else "MISMATCH"
+
+
+def share_plan(image: Image, repository: Path, alias: str | None, force: bool) -> list[tuple[str, Path, Path]]:
+    """What sharing a save into the repository does: ``(action, source, destination)``
+    steps, ``<radical>.<ext>`` with its sidecar, plus an alias link; ImageError when a
+    destination exists and ``force`` is not given."""
+    destination = repository / f"{image.radical}{image.ext}"
+    steps = [("move", image.path, destination)]
+    sidecar = image.path.with_name(image.name + ".sha256")
+    if sidecar.exists():
+        steps.append(("sidecar", sidecar, destination.with_name(destination.name + ".sha256")))
+    if alias is not None:
+        validate_name(alias)
+        steps.append(("link", destination, repository / f"{alias}{image.ext}"))
+    for _, source, target in steps:
+        if (target.exists() or target.is_symlink()) and not force and target != source:
+            raise ImageError(f"{target} exists; pass --force to replace it")
+    return steps
+
+
+def carry_out(steps: list[tuple[str, Path, Path]]) -> None:
+    """Do what :func:`share_plan` planned: a move is a copy to ``.partial`` then a
+    rename (atomic at the destination, even across file systems), then the source removed."""
+    for action, source, target in steps:
+        if action == "link":
+            temporary = target.with_name(f".{target.name}.{os.getpid()}")
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(source.name)
+            os.replace(temporary, target)
+            continue
+        partial = target.with_name(target.name + ".partial")
+        try:
+            if action == "sidecar":  # the same checksum, naming the file's new name
+                digest = source.read_text(encoding="utf-8").split()[0]
+                partial.write_text(f"{digest}  {target.name.removesuffix('.sha256')}\n", encoding="utf-8")
+            else:
+                shutil.copyfile(source, partial)
+            os.chmod(partial, 0o644)
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise ImageError(f"cannot write {target}: {exc.strerror}") from None
+        source.unlink()

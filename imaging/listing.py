@@ -17,10 +17,11 @@ def matches(image: Image, filters: Sequence[str]) -> bool:
     return not filters or any(f in name for f in filters for name in image.file_names())
 
 
-def record(image: Image, default: Image | None) -> dict[str, Any]:
-    """One image as a JSON-ready dict."""
+def record(image: Image, default: Image | None, verdict: str | None = None) -> dict[str, Any]:
+    """One image as a JSON-ready dict (``verified`` when --verify gave a verdict)."""
     info = image.save_info
-    return {
+    extra = {"verified": verdict} if verdict is not None else {}
+    return extra | {
         "name": image.name,
         "path": str(image.path),
         "date": image.when.isoformat(timespec="seconds"),
@@ -34,10 +35,11 @@ def record(image: Image, default: Image | None) -> dict[str, Any]:
     }
 
 
-def print_json(images: Sequence[Image], default: Image | None, out: TextIO | None = None) -> None:
+def print_json(images: Sequence[Image], default: Image | None, verdicts: dict[Path, str] | None = None,
+               out: TextIO | None = None) -> None:
     """The images as a JSON list."""
     out = out or sys.stdout
-    json.dump([record(i, default) for i in images], out, indent=2)
+    json.dump([record(i, default, (verdicts or {}).get(i.path)) for i in images], out, indent=2)
     out.write("\n")
 
 
@@ -46,7 +48,7 @@ def _where(path: Path) -> str:
 
 
 def print_table(images: Sequence[Image], default: Image | None, long: bool,
-                out: TextIO | None = None) -> None:
+                verdicts: dict[Path, str] | None = None, out: TextIO | None = None) -> None:
     """The images as a table: date, size, name, aliases, transport (+ folder, sha256)."""
     out = out or sys.stdout
     from rich import box
@@ -54,7 +56,8 @@ def print_table(images: Sequence[Image], default: Image | None, long: bool,
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("date", "size", "name", "aliases", "transport") + (("folder", "sha256") if long else ()):
+    columns = ("date", "size", "name", "aliases", "transport") + (("folder", "sha256") if long else ())
+    for column in columns + (("verified",) if verdicts is not None else ()):
         table.add_column(column, justify="right" if column == "size" else "left",
                          overflow="fold", no_wrap=column == "name")
     for image in images:
@@ -65,6 +68,8 @@ def print_table(images: Sequence[Image], default: Image | None, long: bool,
                aliases, image.transport]
         if long:
             row += [_where(image.path), image.checksum() or "-"]
+        if verdicts is not None:
+            row.append(verdicts[image.path])
         table.add_row(*row)
     console = Console(file=out, width=None if out.isatty() else 250, highlight=False)
     console.print(table)

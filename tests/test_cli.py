@@ -198,3 +198,36 @@ def test_help_does_not_import_network_libraries() -> None:
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_share_moves_a_save_into_the_repository(cli, populated: Path) -> None:
+    save = Path.cwd() / "saving__fit03__2026-01-02@10-00__exp.ndz"
+    (Path.cwd() / (save.name + ".sha256")).write_text("c" * 64 + f"  {save.name}\n")
+    dry = cli("imaging-main", "share", "exp", "--alias", "latest", "--dry-run")
+    assert dry.code == 0 and dry.out.startswith(f"would move {save} -> {populated / 'exp.ndz'}")
+    assert save.exists()
+    done = cli("imaging-main", "share", "exp", "--alias", "latest")
+    assert done.code == 0, done.err
+    assert not save.exists() and (populated / "exp.ndz").is_file()
+    assert (populated / "exp.ndz.sha256").read_text() == "c" * 64 + "  exp.ndz\n"
+    assert os.readlink(populated / "latest.ndz") == "exp.ndz"
+    assert not list(populated.glob("*.partial"))
+    again = Path.cwd() / "saving__fit04__2026-01-03@10-00__exp.ndz"
+    again.write_bytes(b"x")
+    refused = cli("imaging-main", "share", str(again))
+    assert refused.code == 2 and "exp.ndz exists; pass --force" in refused.err
+    assert cli("imaging-main", "share", str(again), "--force").code == 0
+    assert (populated / "exp.ndz").read_bytes() == b"x"
+
+
+def test_list_verify(cli, populated: Path) -> None:
+    image = populated / "fedora-40.img.zst"
+    import hashlib
+    (populated / "fedora-40.img.zst.sha256").write_text(hashlib.sha256(image.read_bytes()).hexdigest() + "  x\n")
+    records = {r["name"]: r for r in json.loads(cli("imaging-list", "--verify", "--json").out)}
+    assert records["fedora-40.img.zst"]["verified"] == "ok"
+    assert records["ubuntu-24.ndz"]["verified"] == "no sidecar"
+    image.write_bytes(b"changed")
+    result = cli("imaging-list", "--verify")
+    assert result.code == 1 and "checksum mismatch: fedora-40.img.zst" in result.err
+    assert "MISMATCH" in result.out

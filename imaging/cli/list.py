@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
     parser.add_argument("-l", "--long", action="store_true",
                         help="also show the folder and the sha256 of the .sha256 sidecar")
+    parser.add_argument("--verify", action="store_true",
+                        help="check each image against its .sha256 sidecar (reads every image)")
     parser.add_argument("--sort", choices=("date", "name", "size"), default="date",
                         help="order of the rows (default: date, newest last)")
 
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """List the images; exit 1 when filters match nothing."""
     from ..errors import ImagingError
+    from ..images import verify
     from ..listing import matches, print_json, print_table
 
     repository = ctx.repository
@@ -33,10 +36,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except ImagingError:
         default = None
     default = next((i for i in images if default is not None and i.path == default.path), None)
+    verdicts = {i.path: verify(i) for i in images} if args.verify else None
     if args.json:
-        print_json(images, default)
+        print_json(images, default, verdicts)
     else:
-        print_table(images, default, args.long)
+        print_table(images, default, args.long, verdicts)
     if args.filters and not images:
         raise ImagingError(f"no image matches {' '.join(args.filters)}")
+    if verdicts and "MISMATCH" in verdicts.values():
+        bad = ", ".join(p.name for p, v in verdicts.items() if v == "MISMATCH")
+        raise ImagingError(f"checksum mismatch: {bad}")
     return 0

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("imaging.cli.power", "print what the CMCs say of their nodes"),
     "nodes": ("imaging.cli.nodes", "print the hostnames a node spec selects"),
     "resolve": ("imaging.cli.resolve", "print the file that -i NAME would load"),
+    "share": ("imaging.cli.share", "move a save into the image repository"),
     "config": ("imaging.cli.config", "print the effective configuration and where each value comes from"),
     "testbed": ("imaging.cli.testbed", "run the emulated testbed shipped with the product"),
 }
