@@ -31,6 +31,7 @@ from .pernode import run_node
 
 log = logging.getLogger(__name__)
 STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exited
+PROGRESS_EVERY = 0.5  # seconds between progress events, unless one more percent was done
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,17 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
             raise NodeFailure(f"stamping /etc/imaging-image failed (exit {status})")
     port = patterns.port(plan.pattern_port, state.locks.take_slot(plan.lock_dir, plan.pattern_size))
 
+    started = time.monotonic()
+    shown = [started, -1.0]  # when and at what percent progress was last shown
+
     def progress(count: int) -> None:
+        now = time.monotonic()
         percent = min(99.0, 100.0 * count / size) if size else None
-        emit(Event(node.hostname, "saving", percent, human_size(count)))
+        if now - shown[0] < PROGRESS_EVERY and (percent is None or percent - shown[1] < 1):
+            return
+        shown[:] = [now, percent if percent is not None else shown[1]]
+        rate = count / max(now - started, 1e-3)
+        emit(Event(node.hostname, "saving", percent, f"{human_size(count)} at {human_size(rate)}/s"))
 
     receiver = SaveReceiver(target, plan.server_ip, port, node.control.ip, progress)
     state.receivers.append(receiver)

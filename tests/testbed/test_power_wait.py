@@ -112,8 +112,12 @@ def test_black_holed_node_delays_neither_the_others_nor_the_exit(bed: Testbed) -
 
 
 def test_lossy_link_still_comes_up(bed: Testbed) -> None:
-    bed.fault(1, "loss=30%")
-    run = product(bed, "wait", "-t", "20", "1")
+    # 15 % of frames lost each way: TCP retransmits (SYN after 1 s), so an attempt
+    # needs more than the testbed's 2 s ssh_timeout; the retries still get through
+    patient = bed.dir / "patient.conf"
+    patient.write_text("[networking]\nssh_timeout = 6\n")
+    bed.fault(1, "loss=15%")
+    run = product(bed, "wait", "--config", str(patient), "-t", "30", "1")
     assert run.code == 0, run.out
 
 
