@@ -32,19 +32,18 @@ import asyncio
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from testbeds import SETTLE_TIMEOUT, in_server, product_env, temporary_testbed, wait_for_stage
 
 if TYPE_CHECKING:  # imported lazily: the baseline helper must start as fast as a naive script
     from imaging.testbed.layout import Layout
@@ -58,35 +57,13 @@ BLACKHOLED = 17
 CMC_LATENCY_MS = 50  # what a real card may take to answer: the emulated ones answer at once
 BOOT_DELAY = 0.3
 COMMAND_TIMEOUT = 60.0  # no single command of this benchmark may take longer
-SETTLE_TIMEOUT = 60.0  # for the nodes of a fresh testbed to come up on ssh
 HELPER = "--sequential-status"  # internal: the Python baseline, run in the server namespace
 RESULT_LINE = re.compile(r"^(?P<node>\S+): (?P<detail>.*) \((?P<seconds>[\d.]+)s\)$")
 
 
-@contextmanager
-def testbed(count: int, *, cmc_only: bool = False) -> Iterator[Layout]:
-    """A testbed of ``count`` nodes in a fresh temporary directory, always torn down and removed."""
-    from imaging.testbed import lifecycle
-
-    directory = Path(tempfile.mkdtemp(prefix="bench-control-"))
-    try:
-        record = asyncio.run(lifecycle.up(directory, count, boot_delay=BOOT_DELAY, cmc_only=cmc_only))
-        try:
-            yield record.layout
-        finally:
-            asyncio.run(lifecycle.down(directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def in_server(layout: Layout, argv: list[str]) -> list[str]:
-    """``argv`` run in the testbed's server namespace."""
-    return ["ip", "netns", "exec", layout.server_ns, *argv]
-
-
-def product_env(layout: Layout) -> dict[str, str]:
-    """Our environment with ``IMAGING_CONFIG`` pointing at the testbed."""
-    return dict(os.environ, IMAGING_CONFIG=str(layout.config_path))
+def testbed(count: int, *, cmc_only: bool = False) -> AbstractContextManager[Layout]:
+    """A testbed of ``count`` nodes in a fresh temporary folder, always torn down."""
+    return temporary_testbed(count, prefix="bench-control-", boot_delay=BOOT_DELAY, cmc_only=cmc_only)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -230,21 +207,6 @@ def bench_status() -> None:
           f" {python_more / product_more if product_more > 0 else float('nan'):.1f}x")
 
 
-def wait_for_stage(layout: Layout, stage: str, timeout: float) -> None:
-    """Wait until every node of the testbed is at boot ``stage``; RuntimeError after ``timeout``."""
-    from imaging.testbed import lifecycle
-
-    deadline = time.monotonic() + timeout
-    while True:
-        _, statuses = asyncio.run(lifecycle.status(layout.directory))
-        late = [s.name for s in statuses if s.stage != stage]
-        if not late:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(late)} nodes not at stage {stage} after {timeout:g} s: {' '.join(late[:8])}")
-        time.sleep(0.2)
-
-
 @dataclass(frozen=True)
 class WaitRun:
     """One ``imaging-wait`` run: wall time, exit code, and per node (detail, printed s, seen-at s)."""
@@ -294,7 +256,7 @@ def bench_wait() -> None:
     print(f"\n(b) imaging-wait -t {WAIT_TIMEOUT:g} on a testbed of {WAIT_NODES} nodes, all up on ssh;"
           f" then {bad} black-holed (loss=100% on its link, set while it is up)")
     with testbed(WAIT_NODES) as layout:
-        wait_for_stage(layout, "ssh", SETTLE_TIMEOUT)
+        wait_for_stage(layout, "ssh", timeout=SETTLE_TIMEOUT)
         alone = run_wait(layout, "1")
         healthy = run_wait(layout, "-a")
         asyncio.run(lifecycle.set_fault(layout.directory, bad, "loss=100%"))

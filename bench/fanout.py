@@ -40,17 +40,17 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imaging.testbed import lifecycle, pxe, state
+from testbeds import in_server, product_env, temporary_testbed, wait_for_stage
+
+from imaging.testbed import pxe, state
 from imaging.testbed.images import TestImage, make_image, sha256_file
 from imaging.testbed.layout import Layout
 
@@ -66,7 +66,6 @@ DISK_MIB = 80
 BOOT_DELAY = 0.3
 LOAD_TIMEOUT = 120  # imaging-load's own deadline (-t)
 COMMAND_TIMEOUT = 180.0  # after this we kill any command of this benchmark
-SETTLE_TIMEOUT = 90.0  # for every node to reach a boot stage
 POLL = 0.01  # seconds between two looks at the sender's log
 TOLERANT_RETRIES = 60  # the informational 32-node run: [udpcast] retries_until_drop (default 15)
 UNICAST_PORT = 5001
@@ -76,41 +75,9 @@ HELPER = "--unicast-helper"  # internal: the unicast sender, run in the server n
 
 # --- testbeds --------------------------------------------------------------------------------------
 
-@contextmanager
-def testbed(count: int, work: Path) -> Iterator[Layout]:
-    """A testbed of ``count`` nodes in a fresh directory under ``work``, always torn down and removed."""
-    directory = Path(tempfile.mkdtemp(prefix=f"fanout-{count}-", dir=work))
-    try:
-        record = asyncio.run(lifecycle.up(directory, count, boot_delay=BOOT_DELAY, disk_mib=DISK_MIB))
-        try:
-            yield record.layout
-        finally:
-            asyncio.run(lifecycle.down(directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def in_server(layout: Layout, argv: list[str]) -> list[str]:
-    """``argv`` run in the testbed's server namespace."""
-    return ["ip", "netns", "exec", layout.server_ns, *argv]
-
-
-def product_env(layout: Layout) -> dict[str, str]:
-    """Our environment with ``IMAGING_CONFIG`` pointing at the testbed."""
-    return dict(os.environ, IMAGING_CONFIG=str(layout.config_path))
-
-
-def wait_for_stage(layout: Layout, *stages: str, timeout: float = SETTLE_TIMEOUT) -> None:
-    """Wait until every node is at one of the boot ``stages``; RuntimeError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, statuses = asyncio.run(lifecycle.status(layout.directory))
-        late = [f"{s.name}:{s.stage}" for s in statuses if s.stage not in stages]
-        if not late:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(late)} nodes not at {'/'.join(stages)} after {timeout:g} s: {' '.join(late[:8])}")
-        time.sleep(0.1)
+def testbed(count: int, work: Path) -> AbstractContextManager[Layout]:
+    """A testbed of ``count`` nodes with DISK_MIB disks in a fresh folder under ``work``, always torn down."""
+    return temporary_testbed(count, prefix=f"fanout-{count}-", work=work, boot_delay=BOOT_DELAY, disk_mib=DISK_MIB)
 
 
 def wipe_disks(layout: Layout) -> None:

@@ -33,16 +33,16 @@ import asyncio
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from testbeds import in_server, product_env, temporary_testbed, wait_for_stage
 
 from imaging.testbed import lifecycle, pxe, state
 from imaging.testbed.images import sha256_file
@@ -56,7 +56,6 @@ RUNS = 3
 BOOT_DELAY = 0.3
 SAVE_TIMEOUT = 120  # imaging-save's own deadline (-t)
 COMMAND_TIMEOUT = 180.0  # after this we kill any command of this benchmark
-SETTLE_TIMEOUT = 60.0
 PLAIN_PORT = 5002
 HELPER = "--plain-helper"  # internal: one plain copy, run in the server namespace
 
@@ -83,41 +82,9 @@ class Figure:
 
 # --- the testbed -----------------------------------------------------------------------------------
 
-@contextmanager
-def testbed(work: Path) -> Iterator[Layout]:
-    """A one-node testbed with a 256 MiB disk in a fresh directory under ``work``, always torn down."""
-    directory = Path(tempfile.mkdtemp(prefix="save-", dir=work))
-    try:
-        record = asyncio.run(lifecycle.up(directory, 1, boot_delay=BOOT_DELAY, disk_mib=DISK_MIB))
-        try:
-            yield record.layout
-        finally:
-            asyncio.run(lifecycle.down(directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def in_server(layout: Layout, argv: list[str]) -> list[str]:
-    """``argv`` run in the testbed's server namespace."""
-    return ["ip", "netns", "exec", layout.server_ns, *argv]
-
-
-def product_env(layout: Layout) -> dict[str, str]:
-    """Our environment with ``IMAGING_CONFIG`` pointing at the testbed."""
-    return dict(os.environ, IMAGING_CONFIG=str(layout.config_path))
-
-
-def wait_for_stage(layout: Layout, *stages: str, timeout: float = SETTLE_TIMEOUT) -> None:
-    """Until the node is at one of the boot ``stages``; RuntimeError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, statuses = asyncio.run(lifecycle.status(layout.directory))
-        if all(s.stage in stages for s in statuses):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"node not at {'/'.join(stages)} after {timeout:g} s:"
-                               f" {' '.join(f'{s.name}:{s.stage}' for s in statuses)}")
-        time.sleep(0.1)
+def testbed(work: Path) -> AbstractContextManager[Layout]:
+    """A one-node testbed with a DISK_MIB disk in a fresh folder under ``work``, always torn down."""
+    return temporary_testbed(1, prefix="save-", work=work, boot_delay=BOOT_DELAY, disk_mib=DISK_MIB)
 
 
 def fill_disk(layout: Layout) -> str:
