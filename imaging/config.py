@@ -103,6 +103,8 @@ KEYS: tuple[Key, ...] = (
     Key("leases", "url", "str", "", "base URL of the leases API (backend r2labapi)"),
     Key("leases", "file", "str", "", "the leases file (backend file)"),
     Key("leases", "privileged", "str", "root", "comma-separated logins that need no lease"),
+    Key("leases", "slices", "str", "", "login:slice pairs, comma-separated; a login not named acts as its own slice"),
+    Key("leases", "timeout", "float", "5", "seconds to read the leases; past that the command is refused"),
     Key("logging", "file", "path", "imaging.log", "the log file; relative paths are from the current directory"),
     Key("logging", "level", "str", "DEBUG", "level of the log file: DEBUG, INFO, WARNING or ERROR"),
     Key("logging", "transport_logs", "path", "imaging-logs", "folder for per-node transport logs"),

@@ -16,6 +16,7 @@ from .jobs.imagingos import BootSettings
 from .jobs.load import LoadPlan
 from .jobs.power import PowerSettings
 from .jobs.save import SavePlan, stamp_command, stamp_line
+from .leases import LeaseSettings, parse_slices
 from .pxelinux import NextBoot
 from .ssh import SshSettings
 from .telnet import TelnetSettings
@@ -51,13 +52,13 @@ def boot_settings(config: Config) -> BootSettings:
                         boot_timeout=config.get_float("nodes", "boot_timeout"))
 
 
-def power_settings(config: Config, timeout: float | None) -> PowerSettings:
+def power_settings(config: Config, timeout: float | None, lock_wait: float = 0.0) -> PowerSettings:
     """How to talk to the CMCs; ``timeout`` defaults to a generous multiple of cmc_timeout."""
     cmc_timeout = config.get_float("nodes", "cmc_timeout")
     reset = reset_settings(config)
     return PowerSettings(cmc_timeout=cmc_timeout, cmc_port=config.get_int("nodes", "cmc_port"),
                          timeout=timeout if timeout is not None else 3 * cmc_timeout + 2 * reset.idle_after_reset,
-                         reset=reset)
+                         reset=reset, lock_dir=config.get_path("locks", "lock_dir"), lock_wait=lock_wait)
 
 
 def guess_server_ip(config: Config, inventory: Inventory) -> str:
@@ -122,3 +123,13 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),
         lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait)
+
+
+def lease_settings(config: Config) -> LeaseSettings:
+    """The ``[leases]`` section, typed."""
+    privileged = frozenset(p.strip() for p in config.get_str("leases", "privileged").split(",") if p.strip())
+    file = config.get_str("leases", "file")
+    return LeaseSettings(backend=config.get_str("leases", "backend"), url=config.get_str("leases", "url"),
+                         file=Path(file).expanduser() if file else None, privileged=privileged,
+                         slices=parse_slices(config.get_str("leases", "slices")),
+                         timeout=config.get_float("leases", "timeout"))

@@ -90,6 +90,25 @@ class Context:
             raise SelectorError(self._suggest_image(specs, str(exc))) from None
         return [self.inventory.by_number(n) for n in numbers]
 
+    def require_lease(self, nodes: list[Node], lasting: float | None = None) -> None:
+        """Refuse (LeaseError, exit 1) unless the user may act on ``nodes`` now; warn when
+        the lease ends before ``lasting`` seconds from now (a load's or save's deadline)."""
+        import asyncio
+        import getpass
+        from datetime import UTC, datetime, timedelta
+
+        from ..leases import LeaseError, authorize
+        from ..settings import lease_settings
+        verdict = asyncio.run(authorize(lease_settings(self.config), getpass.getuser(), [n.number for n in nodes]))
+        if not verdict.allowed:
+            raise LeaseError(verdict.reason)
+        log.info("lease check: %s", verdict.reason)
+        now = datetime.now(UTC)
+        if lasting is not None and verdict.until is not None and verdict.until < now + timedelta(seconds=lasting):
+            left = int((verdict.until - now).total_seconds() // 60)
+            print(f"{self.prog}: warning: your lease ends at {verdict.until:%H:%M} UTC, in {left} min,"
+                  f" before this command's deadline ({lasting:g}s)", file=sys.stderr)
+
     def _suggest_image(self, specs: list[str], message: str) -> str:
         """Add a hint when a spec that is not a node names an image (a forgotten -i)."""
         from ..images import validate_name

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                          f" install it or set its path in [{transport.name}]")
     state = JobState(next_boot(config, nodes))
     state.nextboot.check(nodes)
+    ctx.require_lease(nodes, plan.timeout)
 
     options = ["-i", image.name] + (["-b", str(args.bandwidth)] if args.bandwidth else [])
     options += ["--transport", args.transport] if args.transport else []

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nodes": ("imaging.cli.nodes", "print the hostnames a node spec selects"),
     "resolve": ("imaging.cli.resolve", "print the file that -i NAME would load"),
     "share": ("imaging.cli.share", "move a save into the image repository"),
+    "leases": ("imaging.cli.leases", "show the leases and whether you may act on the nodes now"),
     "config": ("imaging.cli.config", "print the effective configuration and where each value comes from"),
     "testbed": ("imaging.cli.testbed", "run the emulated testbed shipped with the product"),
 }

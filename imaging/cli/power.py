@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
                         help="deadline per node (default: from [nodes] cmc_timeout and idle_after_reset)")
     parser.add_argument("--json", action="store_true", help="one JSON object per node")
+    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                        help="on, off, reset: wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("--plain", action="store_true",
                         help="reset: only send the verb; do not check that the node went down")
     add_node_arguments(parser)
@@ -22,11 +24,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     import asyncio
 
     from ..display import show_result
-    from ..jobs.power import power
+    from ..jobs.power import CHANGING, power
     from ..settings import power_settings
 
     nodes = ctx.select_nodes()
-    settings = power_settings(ctx.config, args.timeout)
+    settings = power_settings(ctx.config, args.timeout, args.wait_lock)
+    if args.command in CHANGING:  # status and info only read: no lease, no lock
+        ctx.require_lease(nodes)
     results = asyncio.run(power(nodes, args.command, settings, plain=args.plain))
     for result in results:
         show_result(result, args.json)

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                      comment=args.comment, user=getpass.getuser())
     state = JobState(next_boot(config, nodes), keep_partial=args.keep_partial)
     state.nextboot.check(nodes)
+    ctx.require_lease(nodes, plan.timeout)
     options = ["-o", args.output] + (["--repo"] if args.repo else [])
     options += ["--transport", args.transport] if args.transport else []
     return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit), state, plan.timeout, args, options)

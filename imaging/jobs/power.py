@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..cmc import CmcClient, ResetSettings, ensure_reset
 from ..events import NodeResult
 from ..inventory import Node
+from ..locks import LockSet
 from .pernode import for_each_node
+
+CHANGING = ("on", "off", "reset")  # verbs that change a node: they take its lock
 
 
 @dataclass(frozen=True)
@@ -19,14 +23,27 @@ class PowerSettings:
     cmc_port: int
     timeout: float  # the deadline of the whole command, per node
     reset: ResetSettings
+    lock_dir: Path | None = None  # where node locks live; None: take none
+    lock_wait: float = 0.0
 
 
 async def power(nodes: Sequence[Node], verb: str, settings: PowerSettings,
                 plain: bool = False) -> list[NodeResult]:
     """Send ``verb`` to every node's CMC; ``reset`` is ensure_reset unless ``plain``.
 
-    Results come back sorted by node number.
+    A verb that changes the nodes holds their locks meanwhile (LockBusy names
+    the holder).  Results come back sorted by node number.
     """
+    locks = LockSet()
+    if verb in CHANGING and settings.lock_dir is not None:
+        await locks.lock_nodes(settings.lock_dir, [n.hostname for n in nodes], settings.lock_wait)
+    try:
+        return await _power(nodes, verb, settings, plain)
+    finally:
+        locks.release()
+
+
+async def _power(nodes: Sequence[Node], verb: str, settings: PowerSettings, plain: bool) -> list[NodeResult]:
     async with CmcClient(min(settings.cmc_timeout, settings.timeout), settings.cmc_port) as cmc:
         async def work(node: Node) -> str:
             if verb == "reset" and not plain:

@@ -145,6 +145,9 @@ def test_concurrent_loads(bed: Testbed, image16: TestImage) -> None:
     overlapping = product(bed, "load", "-i", "load16", "-t", "30", "2-3")
     assert overlapping.code == 1
     assert "is busy: imaging-load" in overlapping.err and "(pid " in overlapping.err
+    reset = product(bed, "reset", "1")
+    assert reset.code == 1 and reset.err.startswith("imaging-reset: error: fit01 is busy: imaging-load")
+    assert product(bed, "status", "1").code == 0  # reading needs no lock
     for process in (first, second):
         process.communicate(timeout=60)
         assert process.returncode == 0
