@@ -1,6 +1,7 @@
 """``imaging-testbed``: the emulated testbed shipped with the product.
 
-Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``, ``demo [N]``.
+Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``, ``demo [N]``,
+``lease add|list|clear|api``.
 The testbed modules are imported only once a subcommand runs.
 """
 
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="where a node's disk appears inside it, under /dev (default /dev/sda)")
     up.add_argument("--image-size", type=int, default=8, metavar="MiB",
                     help="size of images/default.img.zst once decompressed (default 8)")
+    up.add_argument("--leases", action="store_true",
+                    help="make the product check the testbed's leases API ([leases] backend = r2labapi)")
 
     status = action("status", "per node: power, boot state (telnet/ssh/none), faults")
     status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
@@ -59,6 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="cmc=blackhole|garbage|slow:MS|ok reset=ignore|ok boot=never|slow:S|ok telnet=hang|ok"
                             " receiver=die:K|ok disk=small:MiB|ok ssh=never|ok loss=P%% clear")
 
+    lease = action("lease", "the testbed's leases API (R2lab's GET /leases on the server, port 8088)")
+    lease_actions = lease.add_subparsers(dest="lease_action", required=True, metavar="LEASE-ACTION")
+
+    def lease_action(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = lease_actions.add_parser(name, help=summary, description=summary)
+        sub.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="the testbed's directory")
+        return sub
+
+    add = lease_action("add", "book a lease for SLICE from FROM until UNTIL")
+    add.add_argument("slice", metavar="SLICE", help="the slice name")
+    add.add_argument("t_from", metavar="FROM", help="ISO 8601 (UTC if naive), or now, +10m, -1h, +2h30m, +1d")
+    add.add_argument("t_until", metavar="UNTIL", help="as FROM")
+    add.add_argument("--nodes", default="", metavar="SPEC", help="the nodes it is about (informative)")
+    lease_action("list", "show the leases and the API's mode")
+    lease_action("clear", "remove every lease")
+    api = lease_action("api", "ok: answer; down: refuse connections; blackhole: drop its packets")
+    api.add_argument("mode", choices=("ok", "down", "blackhole"))
+
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Run the chosen subcommand; the exit code."""
@@ -71,7 +92,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         record = asyncio.run(lifecycle.up(directory, args.count, boot_delay=args.boot_delay,
                                           faults=args.fault, cmc_only=args.cmc_only,
                                           disk_mib=args.disk_size, image_mib=args.image_size,
-                                          disk_path=args.hard_drive))
+                                          disk_path=args.hard_drive, leases=args.leases))
         layout = record.layout
         print(f"testbed {record.index} up: {record.count} nodes{' (CMCs only)' * record.cmc_only},"
               f" server {layout.server_ip} in namespace {layout.server_ns}")
@@ -101,6 +122,13 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             faults = asyncio.run(lifecycle.set_fault(directory, args.node, spec))
         print(f"{args.node}: {' '.join(faults) or 'no faults'}")
         return 0
+    if args.action == "lease":
+        params = {"mode": args.mode} if args.lease_action == "api" else {}
+        if args.lease_action == "add":
+            params = {"slice": args.slice, "from": args.t_from, "until": args.t_until, "nodes": args.nodes}
+        answer = asyncio.run(lifecycle.lease(directory, args.lease_action, params))
+        _print_leases(answer)
+        return 0
     if args.action == "run":
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return lifecycle.run_in_server(directory, argv, env=dict(os.environ)).returncode
@@ -113,3 +141,13 @@ def _print_status(statuses: list[Any]) -> None:
     for s in statuses:
         seconds = f"{s.boot_seconds:.2f}" if s.boot_seconds is not None else "-"
         print(f"{s.name:<8} {s.power:<5} {s.boot:<6} {s.stage:<12} {seconds:>6}  {' '.join(s.faults) or '-'}")
+
+
+def _print_leases(answer: dict[str, Any]) -> None:
+    """The API's URL and mode, then one line per lease."""
+    print(f"leases API {answer['url']}/leases: {answer['mode']}")
+    for lease in answer["leases"]:
+        nodes = f"  nodes {lease['nodes']}" if lease.get("nodes") else ""
+        print(f"{lease['id']:>4} {lease['slice_name']:<20} {lease['t_from']} → {lease['t_until']}{nodes}")
+    if not answer["leases"]:
+        print("no leases")

@@ -3,6 +3,9 @@
 * ``GET /status`` → ``{"nodes": [NodeStatus…]}``
 * ``POST /fault`` with ``{"node": "fit03", "spec": "cmc=blackhole"}`` →
   ``{"node": …, "faults": […]}`` (400 with ``{"error": …}`` when invalid)
+* ``POST /leases`` with ``{"action": "add", "slice": …, "from": ISO|+10m…, "until": …,
+  "nodes": …}``, ``{"action": "clear"}``, ``{"action": "list"}`` or
+  ``{"action": "api", "mode": "ok|down|blackhole"}`` → ``{"mode", "url", "leases": […]}``
 * ``POST /shutdown`` → ``{}``; the controller then stops its nodes and exits.
 """
 
@@ -27,14 +30,17 @@ class ControlServer:
     """Serves the control channel for a controller."""
 
     def __init__(self, socket: Path, status: Callable[[], list[NodeStatus]],
-                 set_fault: Callable[[str, str], Awaitable[list[str]]], stop: asyncio.Event) -> None:
+                 set_fault: Callable[[str, str], Awaitable[list[str]]], stop: asyncio.Event,
+                 leases: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.socket = socket
+        self._leases = leases
         self._status = status
         self._set_fault = set_fault
         self._stop = stop
         app = web.Application()
         app.router.add_get("/status", self._get_status)
         app.router.add_post("/fault", self._post_fault)
+        app.router.add_post("/leases", self._post_leases)
         app.router.add_post("/shutdown", self._post_shutdown)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
 
@@ -59,6 +65,15 @@ class ControlServer:
         except (ImagingError, KeyError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"node": body["node"], "faults": faults})
+
+    async def _post_leases(self, request: web.Request) -> web.Response:
+        if self._leases is None:
+            return web.json_response({"error": "this controller has no leases API"}, status=400)
+        try:
+            body = await request.json()
+            return web.json_response(await self._leases(dict(body)))
+        except (ImagingError, KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
 
     async def _post_shutdown(self, request: web.Request) -> web.Response:
         self._stop.set()

@@ -20,6 +20,7 @@ from . import network, state
 from .cmc import CmcServers
 from .control import ControlServer
 from .faults import Faults
+from .leases import LeasesService
 from .node import EmulatedNode, NodeStatus
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,12 @@ class Controller:
     async def run(self) -> None:
         """Serve until asked to stop; then stop every node."""
         cmcs = CmcServers(list(self.nodes.values()))
-        control = ControlServer(self.layout.control_socket, self.status, self.set_fault, self.stop)
+        leases = LeasesService(self.layout)
+        control = ControlServer(self.layout.control_socket, self.status, self.set_fault, self.stop,
+                                leases.command)
         await self._apply_network_faults()
         await cmcs.start()
+        await leases.start()
         await asyncio.gather(*(node.power_on() for node in self.nodes.values()))
         await control.start()  # the socket appearing is the "ready" signal
         log.info("controller ready: %d nodes", len(self.nodes))
@@ -72,6 +76,7 @@ class Controller:
         finally:
             log.info("controller stopping")
             await control.stop()
+            await leases.stop()
             await cmcs.stop()
             await asyncio.gather(*(node.shutdown() for node in self.nodes.values()),
                                  return_exceptions=True)

@@ -7,12 +7,14 @@ import json
 
 from . import pxe
 from .layout import Layout
+from .leases import LEASES_PORT
 
 DEFAULT_IMAGE = "default"
 
 
-def config_text(layout: Layout, disk_path: str) -> str:
-    """The product's config file for ``layout`` (keys fixed by the product)."""
+def config_text(layout: Layout, disk_path: str, leases: bool = False) -> str:
+    """The product's config file for ``layout`` (keys fixed by the product); with
+    ``leases``, the product checks the testbed's leases API."""
     d = layout
     return f"""\
 # written by imaging-testbed up: the emulated testbed in {d.directory}
@@ -65,7 +67,8 @@ lock_dir = {d.locks_dir}
 transport_logs = {d.transport_logs_dir}
 
 [leases]
-backend = none
+backend = {"r2labapi" if leases else "none"}
+url = http://{d.server_ip}:{LEASES_PORT}
 """
 
 
@@ -81,7 +84,7 @@ def inventory(layout: Layout) -> list[dict[str, dict[str, str]]]:
     ]
 
 
-def write_product_files(layout: Layout, disk_path: str) -> None:
+def write_product_files(layout: Layout, disk_path: str, leases: bool = False) -> None:
     """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory."""
     layout.inventory_path.write_text(json.dumps(inventory(layout), indent=1) + "\n")
-    layout.config_path.write_text(config_text(layout, disk_path))
+    layout.config_path.write_text(config_text(layout, disk_path, leases))

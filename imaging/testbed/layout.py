@@ -76,6 +76,11 @@ class Layout:
         return self.directory / "testbed.json"
 
     @property
+    def leases_path(self) -> Path:
+        """The leases the testbed's leases API serves, and its mode (kept across controller restarts)."""
+        return self.directory / "leases.json"
+
+    @property
     def tftp_dir(self) -> Path:
         """The TFTP root served by dnsmasq."""
         return self.directory / "tftp"

@@ -1,4 +1,4 @@
-"""Starting and stopping a testbed: ``up``, ``down``, ``status``, ``run`` and ``fault``.
+"""Starting and stopping a testbed: ``up``, ``down``, ``status``, ``run``, ``fault`` and ``lease``.
 
 ``up`` prepares the directory (keys, images, disks, TFTP tree, scripts),
 claims a testbed index, builds the namespaces, starts dnsmasq and the
@@ -19,9 +19,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import errors
 from . import control, files, firmware, images, network, pxe, state
+from . import leases as leases_api
 from .faults import Faults, parse_assignment
 from .layout import MAX_NODES, Layout
 from .node import NodeStatus
@@ -44,8 +46,11 @@ def require_root(action: str) -> None:
 
 async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[str] | None = None,
              cmc_only: bool = False, disk_mib: int = 64, image_mib: int = 8,
-             disk_path: str = "/dev/sda") -> state.TestbedState:
+             disk_path: str = "/dev/sda", leases: bool = False) -> state.TestbedState:
     """Start a testbed of ``count`` nodes in ``directory``; its record.
+
+    With ``leases``, the product's config checks the testbed's leases API
+    (``[leases] backend = r2labapi``); its ``url`` is written either way.
 
     ``faults`` are ``fitNN:knob=value`` specs in force from the start.
     Raises UsageError for bad arguments or a testbed already up there,
@@ -85,7 +90,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
         _spawn(layout, "controller", ["ip", "netns", "exec", layout.server_ns,
                                       sys.executable, "-m", "imaging.testbed.controller", str(directory)])
         await _wait_ready(layout)
-        files.write_product_files(layout, disk_path)
+        files.write_product_files(layout, disk_path, leases)
     except BaseException:
         await down(directory)
         raise
@@ -114,6 +119,7 @@ async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int
         folder.mkdir(parents=True, exist_ok=True)
     for stale in layout.run_dir.iterdir():
         stale.unlink()
+    layout.leases_path.unlink(missing_ok=True)  # a new testbed starts with no leases
     await images.make_image(files.DEFAULT_IMAGE, layout.images_dir, image_mib, compressed=True,
                             cache_dir=layout.cache_dir)
     if cmc_only:
@@ -240,6 +246,18 @@ async def set_fault(directory: Path, node: str, spec: str) -> list[str]:
     answer = await control.call(record.layout.control_socket, "POST", "/fault", {"node": node, "spec": spec})
     faults: list[str] = answer["faults"]
     return faults
+
+
+async def lease(directory: Path, action: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """A leases command on the controller (add, clear, list, api); its answer
+    ``{"mode", "url", "leases"}``.  ``add`` takes ``slice``, ``from``, ``until``
+    (ISO 8601 or ``now``, ``+10m``, ``-1h``…) and ``nodes``."""
+    record = state.load(directory.resolve())
+    body: dict[str, Any] = {"action": action, **(params or {})}
+    if action == "add":  # relative times are relative to now, here
+        for key in ("from", "until"):
+            body[key] = leases_api.iso(leases_api.parse_time(str(body.get(key, ""))))
+    return await control.call(record.layout.control_socket, "POST", "/leases", body)
 
 
 def run_in_server(directory: Path, argv: list[str], *, env: dict[str, str] | None = None,

@@ -18,7 +18,8 @@ def test_multicast_to_two_nodes_then_boot_it(testbed: Testbed) -> None:
     receivers = [testbed.telnet_popen(n, "udp-receiver --nokbd --portbase 10002 --file /dev/sda", 30)
                  for n in (1, 2)]
     sender = testbed.run("udp-sender", "--file", str(image.path), "--nokbd", "--min-receivers", "2",
-                         "--max-wait", "10", "--rexmit-hello-interval", "100", "--retries-until-drop", "8",
+                         "--max-wait", "10", "--rexmit-hello-interval", "100", "--retries-until-drop", "15",
+                         "--max-bitrate", "150m",  # unthrottled, two cores may starve the receivers
                          "--mcast-data-address", "234.5.6.1", "--portbase", "10002", timeout=40)
     assert sender.returncode == 0, sender.stderr
     for receiver in receivers:
