@@ -302,7 +302,7 @@ def carry_out(steps: list[tuple[str, Path, Path]]) -> None:
                 partial.write_text(f"{digest}  {target.name.removesuffix('.sha256')}\n", encoding="utf-8")
             else:
                 shutil.copyfile(source, partial)
-            os.chmod(partial, 0o644)
+            os.chmod(partial, 0o644)  # readable by every user of the server
             os.replace(partial, target)
         except OSError as exc:
             partial.unlink(missing_ok=True)

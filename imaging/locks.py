@@ -68,6 +68,8 @@ def _folder(lock_dir: Path) -> Path:
 def _try_lock(path: Path, holder: Holder) -> int | None:
     """The open, locked descriptor of ``path``, or None when another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    with contextlib.suppress(OSError):  # any user may take a node's lock later (the folder is 1777)
+        os.fchmod(fd, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -3,6 +3,7 @@ the terminal gets only the display and one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -32,6 +33,8 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
         return f"cannot write the log file {path} ({exc.strerror}); set [logging] file to a writable path"
+    with contextlib.suppress(OSError):  # the log may name users and hosts: not for everyone
+        os.chmod(path, 0o640)
     handler.setFormatter(logging.Formatter(FORMAT))
     log.addHandler(handler)
     log.info("command: %s (cwd %s, uid %d)", shlex.join(argv), os.getcwd(), os.getuid())

@@ -20,6 +20,7 @@ from .errors import ImagingError, NodeFailure
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+FILE_MODE = 0o644  # images and sidecars: readable by every user of the server, written by their owner
 
 
 class SaveReceiver:
@@ -82,7 +83,8 @@ class SaveReceiver:
         sidecar = self.target.with_name(self.target.name + ".sha256")
         temporary = sidecar.with_name(sidecar.name + ".partial")
         temporary.write_text(f"{digest}  {self.target.name}\n")
-        os.chmod(self.partial, 0o644)
+        for path in (self.partial, temporary):
+            os.chmod(path, FILE_MODE)
         os.replace(self.partial, self.target)
         os.replace(temporary, sidecar)
         log.info("published %s (%d bytes, sha256 %s)", self.target, self.bytes, digest)

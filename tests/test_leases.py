@@ -117,3 +117,17 @@ def test_leases_command(cli, leased: Path) -> None:
     data = json.loads(cli("imaging-main", "leases", "--config", str(leased), "--json").out)
     assert data["allowed"] is False and data["leases"][0]["slice"] == "someone-else"
     assert data["leases"][0]["current"] is True
+
+
+def test_lease_ending_before_the_deadline_warns(cli, leased: Path) -> None:
+    import getpass
+    now = datetime.now(UTC)
+    write(leased.parent / "leases.json", [{"slice": "tester", "from": (now - H).isoformat(),
+                                           "until": (now + timedelta(minutes=5)).isoformat()}])
+    extra = leased.parent / "extra.conf"
+    extra.write_text(f"[leases]\nslices = {getpass.getuser()}:tester\n[nodes]\ncmc_timeout = 0.5\n")
+    # the sample inventory's CMCs are on loopback, where nothing listens: the load fails fast, after the warning
+    result = cli("imaging-load", "--config", str(leased), "--config", str(extra), "-i", "u", "-t", "600", "1")
+    assert "imaging-load: warning: your lease ends at " in result.err
+    assert "before this command's deadline (600s)" in result.err
+    assert result.code == 1 and "unreachable" in result.out
