@@ -198,7 +198,11 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
-    plan.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plan.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImagingError(f"cannot create the transport log folder {plan.log_dir} ({exc.strerror});"
+                           " set [logging] transport_logs to a writable folder") from None
     groups: dict[int, list[Node]] = defaultdict(list)
     for node in plan.nodes:
         groups[plan.bandwidth[node.number]].append(node)
