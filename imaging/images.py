@@ -260,11 +260,14 @@ def file_sha256(path: Path) -> str:
 
 
 def verify(image: Image) -> str:
-    """``ok``, ``MISMATCH`` or ``no sidecar``: the image's content against its ``.sha256`` sidecar."""
+    """``ok``, ``MISMATCH``, ``no sidecar`` or ``unreadable (…)``: the image against its ``.sha256`` sidecar."""
     recorded = image.checksum()
     if recorded is None:
         return "no sidecar"
-    return "ok" if file_sha256(image.path) == recorded else "MISMATCH"
+    try:
+        return "ok" if file_sha256(image.path) == recorded else "MISMATCH"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
 
 
 def share_plan(image: Image, repository: Path, alias: str | None, force: bool) -> list[tuple[str, Path, Path]]:
@@ -282,6 +285,9 @@ def share_plan(image: Image, repository: Path, alias: str | None, force: bool) -
     for _, source, target in steps:
         if (target.exists() or target.is_symlink()) and not force and target != source:
             raise ImageError(f"{target} exists; pass --force to replace it")
+    if not os.access(image.path.parent, os.W_OK):
+        raise ImageError(f"cannot move {image.name} out of {image.path.parent} (not writable);"
+                         " ask its owner, or copy it yourself")
     return steps
 
 
@@ -291,9 +297,12 @@ def carry_out(steps: list[tuple[str, Path, Path]]) -> None:
     for action, source, target in steps:
         if action == "link":
             temporary = target.with_name(f".{target.name}.{os.getpid()}")
-            temporary.unlink(missing_ok=True)
-            temporary.symlink_to(source.name)
-            os.replace(temporary, target)
+            try:
+                temporary.unlink(missing_ok=True)
+                temporary.symlink_to(source.name)
+                os.replace(temporary, target)
+            except OSError as exc:
+                raise ImageError(f"cannot make the alias {target}: {exc.strerror}") from None
             continue
         partial = target.with_name(target.name + ".partial")
         try:
@@ -307,4 +316,8 @@ def carry_out(steps: list[tuple[str, Path, Path]]) -> None:
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise ImageError(f"cannot write {target}: {exc.strerror}") from None
-        source.unlink()
+        try:
+            source.unlink()
+        except OSError as exc:
+            raise ImageError(f"{target} is in place but {source} could not be removed ({exc.strerror});"
+                             " remove it yourself") from None

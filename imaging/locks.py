@@ -67,7 +67,11 @@ def _folder(lock_dir: Path) -> Path:
 
 def _try_lock(path: Path, holder: Holder) -> int | None:
     """The open, locked descriptor of ``path``, or None when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ImagingError(f"cannot create the lock file {path} ({exc.strerror});"
+                           " set [locks] lock_dir to a folder every user can write") from None
     with contextlib.suppress(OSError):  # any user may take a node's lock later (the folder is 1777)
         os.fchmod(fd, 0o666)
     try:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ImagingError, UsageError
+from .errors import ImagingError, NodeFailure, UsageError
 from .inventory import Node
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ class NextBoot:
         log.info("%s: next boot: imaging OS (%s -> %s)", node.hostname, link, self.targets[node.number])
 
     def boot_disk(self, node: Node) -> None:
-        """Remove the node's link so it boots its disk."""
-        link = self._made.pop(node.number, None) or self.link_of(node)
-        self._remove(link)
+        """Remove the node's link so it boots its disk (still tracked if that fails)."""
+        self._remove(self._made.get(node.number) or self.link_of(node))
+        self._made.pop(node.number, None)
         log.info("%s: next boot: local disk", node.hostname)
 
     def restore_all(self) -> list[Path]:
@@ -101,4 +101,4 @@ class NextBoot:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ImagingError(f"cannot remove {link}: {exc.strerror}") from None
+            raise NodeFailure(f"cannot remove {link}: {exc.strerror}") from None

@@ -79,6 +79,14 @@ def test_bad_config_and_inventory(cli, sandbox: Path, monkeypatch: pytest.Monkey
     assert result.code == 2 and "does not exist" in result.err
 
 
+def test_config_errors_print_no_traceback(cli, sandbox: Path) -> None:
+    bad = sandbox / "bad.conf"
+    bad.write_text("no section header\n")
+    for argv in (["imaging-list"], ["imaging-status", "1"], ["imaging-load", "1"]):
+        result = cli(*argv, "--config", str(bad))
+        assert result.code == 2 and result.err.count("\n") == 1 and "Traceback" not in result.err
+
+
 def test_debug_shows_the_traceback(cli) -> None:
     with pytest.raises(Exception, match="backwards"):
         cli("imaging-main", "nodes", "--debug", "3-1")
@@ -170,7 +178,10 @@ def test_load_preflight_refuses_before_touching_nodes(cli, populated: Path) -> N
     result = cli("imaging-load", "-i", "ubuntu-24", "--transport", "udpcast", "1-2")
     assert result.code == 2 and "ubuntu-24.ndz is a frisbee image; the udpcast transport loads" in result.err
     result = cli("imaging-load", "-i", "fedora-40", "-b", "0", "--transport", "udpcast", "1")
-    assert result.code == 2 and "the bandwidth must be a positive number" in result.err
+    assert result.code == 2 and "'0' is not a bandwidth from 1 to 100000 Mibps" in result.err
+    for bad in ("-5", "nan", "inf", "soon"):
+        result = cli("imaging-load", "-i", "fedora-40", "-t", bad, "1")
+        assert result.code == 2 and f"{bad!r} is not a positive number of seconds" in result.err
 
 
 def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -229,5 +240,5 @@ def test_list_verify(cli, populated: Path) -> None:
     assert records["ubuntu-24.ndz"]["verified"] == "no sidecar"
     image.write_bytes(b"changed")
     result = cli("imaging-list", "--verify")
-    assert result.code == 1 and "checksum mismatch: fedora-40.img.zst" in result.err
+    assert result.code == 1 and "checksum mismatch or unreadable image: fedora-40.img.zst" in result.err
     assert "MISMATCH" in result.out

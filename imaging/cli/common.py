@@ -22,6 +22,25 @@ if TYPE_CHECKING:
     from ..jobs.imagingos import Emit, JobState
 
 log = logging.getLogger("imaging.cli")
+CLEANUP_GRACE = 3.0  # seconds past a job's deadline for stopping senders and closing sessions
+
+
+def seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def mibps(text: str) -> int:
+    """argparse type: a bandwidth in Mibit/s, 1 to 100000."""
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bandwidth from 1 to 100000 Mibps")
+    return int(text)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,17 +154,16 @@ def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], C
 
     display = make_display([n.hostname for n in nodes], as_json=args.json, table=getattr(args, "curses", False))
     try:
-        with display:
-            results = run_job(job(state, display.event))
+        with display:  # the whole command gets the deadline, lock waits included, plus its cleanup
+            results = run_job(job(state, display.event), state.cleanup, timeout + CLEANUP_GRACE)
         code = 0 if all(r.ok for r in results) else 1
     except Interrupted as exc:
         results, code = state.unfinished(nodes, exc.message), exc.exit_code
     except TimeoutError:
         results, code = state.unfinished(nodes, f"timeout after {timeout:g}s"), 1
-    finally:
-        state.cleanup()
     failed = [r.node.number for r in results if not r.ok]
-    retry = shlex.join([prog, *retry_options, format_ranges(failed)]) if failed else None
+    configs = [option for path in args.config for option in ("--config", path)]
+    retry = shlex.join([prog, *configs, *retry_options, format_ranges(failed)]) if failed else None
     display.summary(results, retry)
     return code
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print_table(images, default, args.long, verdicts)
     if args.filters and not images:
         raise ImagingError(f"no image matches {' '.join(args.filters)}")
-    if verdicts and "MISMATCH" in verdicts.values():
-        bad = ", ".join(p.name for p, v in verdicts.items() if v == "MISMATCH")
-        raise ImagingError(f"checksum mismatch: {bad}")
+    if verdicts and any(v == "MISMATCH" or v.startswith("unreadable") for v in verdicts.values()):
+        bad = ", ".join(p.name for p, v in verdicts.items() if v == "MISMATCH" or v.startswith("unreadable"))
+        raise ImagingError(f"checksum mismatch or unreadable image: {bad}")
     return 0

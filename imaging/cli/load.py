@@ -6,22 +6,22 @@ import argparse
 import shutil
 
 from ..errors import UsageError
-from .common import Context, add_node_arguments, run_node_job
+from .common import Context, add_node_arguments, mibps, run_node_job, seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `load`."""
     parser.add_argument("-i", "--image", metavar="IMAGE",
                         help="path, file name, alias or radical (default: [images] default_image)")
-    parser.add_argument("-b", "--bandwidth", type=int, metavar="MIBPS",
+    parser.add_argument("-b", "--bandwidth", type=mibps, metavar="MIBPS",
                         help="multicast bandwidth in Mibps for every node (default: [nodes] bandwidth per node)")
-    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] load_timeout)")
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="how the image travels (default: [transport] kind)")
     parser.add_argument("-n", "--no-reset", action="store_true",
                         help="leave the nodes in the imaging OS when done")
-    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait-lock", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("-c", "--curses", action="store_true", help="full-screen live table")
     parser.add_argument("--json", action="store_true", help="one JSON event per line, then a JSON summary")
@@ -39,8 +39,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     nodes = ctx.select_nodes()
     transport = transport_for(args.transport or config.get_str("transport", "kind"), config)
     image = ctx.repository.resolve(args.image or config.get_str("images", "default_image"), transport.name).image
-    if args.bandwidth is not None and args.bandwidth <= 0:
-        raise UsageError(f"-b {args.bandwidth}: the bandwidth must be a positive number of Mibps")
     try:
         image.path.open("rb").close()
     except OSError as exc:

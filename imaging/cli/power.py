@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Context, add_node_arguments
+from .common import Context, add_node_arguments, seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the power commands."""
-    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline per node (default: from [nodes] cmc_timeout and idle_after_reset)")
     parser.add_argument("--json", action="store_true", help="one JSON object per node")
-    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait-lock", type=seconds, default=0.0, metavar="SECONDS",
                         help="on, off, reset: wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("--plain", action="store_true",
                         help="reset: only send the verb; do not check that the node went down")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Context, add_node_arguments, run_node_job
+from .common import Context, add_node_arguments, run_node_job, seconds
 
 DEFAULT_RADICAL = "image"
 
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="radical of the saved image's name: saving__<host>__<date>__NAME.<ext>"
                              f" (default {DEFAULT_RADICAL})")
     parser.add_argument("-c", "--comment", default="", help="comment stamped on the saved OS's /etc/imaging-image")
-    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] save_timeout)")
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="image format (default: [transport] kind)")
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-partial", action="store_true",
                         help="on failure keep what was received as <name>.partial")
     parser.add_argument("-n", "--no-reset", action="store_true", help="leave the nodes in the imaging OS when done")
-    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait-lock", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line, then a JSON summary")
     add_node_arguments(parser)

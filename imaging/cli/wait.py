@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Context, add_node_arguments
+from .common import Context, add_node_arguments, seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `wait`."""
-    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline (default: [nodes] wait_timeout)")
     parser.add_argument("-u", "--user", help="ssh user (default: [networking] ssh_user)")
     parser.add_argument("--telnet", action="store_true",

@@ -23,6 +23,7 @@ from ..transports.sender import SenderProcess
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
+QUESTION_TIMEOUT = 30.0  # seconds for a short command on the node (a hung telnet must not take the deadline)
 DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
 
 
@@ -73,14 +74,22 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
     boot_deadline = min(deadline, asyncio.get_running_loop().time() + settings.boot_timeout)
     emit(Event(node.hostname, "resetting"))
     state.nextboot.boot_imaging_os(node)
-    what = await ensure_reset(cmc, node, settings.reset)
-    emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
+    late = f"imaging OS not up within boot_timeout {settings.boot_timeout:g}s"
+    doing = "still resetting"
     try:
-        await telnet.wait_until_up(node.control.ip, settings.telnet, boot_deadline)
-    except NodeFailure as exc:
+        async with asyncio.timeout_at(boot_deadline):  # the reset too: a CMC may never say "on"
+            what = await ensure_reset(cmc, node, settings.reset)
+            emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
+            doing = "telnet not up: timed out"
+            try:
+                await telnet.wait_until_up(node.control.ip, settings.telnet, boot_deadline)
+            except NodeFailure as exc:
+                if boot_deadline < deadline:
+                    raise NodeFailure(f"{late} ({exc.message})") from None
+                raise
+    except TimeoutError:
         if boot_deadline < deadline:
-            raise NodeFailure(f"imaging OS not up within boot_timeout {settings.boot_timeout:g}s"
-                              f" ({exc.message})") from None
+            raise NodeFailure(f"{late} ({doing})") from None
         raise
     state.nextboot.boot_disk(node)
 
@@ -88,6 +97,11 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
 async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:
     """The size of the node's disk in bytes, asked over telnet (None if unknown)."""
     lines: list[str] = []
-    status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings, lines.append)
+    try:
+        async with asyncio.timeout(QUESTION_TIMEOUT):
+            status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings,
+                                      lines.append)
+    except TimeoutError:
+        raise NodeFailure(f"the imaging OS did not tell its disk size within {QUESTION_TIMEOUT:g}s") from None
     numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
     return numbers[-1] if status == 0 and numbers else None

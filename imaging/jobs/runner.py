@@ -1,15 +1,16 @@
 """Running a job's coroutine so that Ctrl-C, SIGTERM and the deadline all end it the same way.
 
 The coroutine is cancelled; :class:`Interrupted` tells the caller why.  What
-must be undone (next-boot links, sender processes, locks) is undone by the
-caller's synchronous ``finally``, which runs whatever happened to the loop.
+must be undone (next-boot links, sender processes, locks, partial files) is
+undone by a synchronous cleanup that runs whatever happened to the loop, with
+the signals held back until it is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..errors import ImagingError
@@ -25,21 +26,29 @@ class Interrupted(ImagingError):
         self.exit_code = exit_code
 
 
-def run_job(job: Coroutine[Any, Any, T]) -> T:
-    """Run ``job`` on a fresh loop; SIGINT and SIGTERM cancel it and raise Interrupted."""
+SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def run_job(job: Coroutine[Any, Any, T], cleanup: Callable[[], None], timeout: float) -> T:
+    """Run ``job`` on a fresh loop within ``timeout`` seconds (TimeoutError past it);
+    SIGINT and SIGTERM cancel it and raise Interrupted.  ``cleanup`` runs after the
+    loop is gone, whatever happened, with both signals blocked so that a second
+    Ctrl-C or a SIGTERM cannot cut it short (they are delivered once it is done)."""
     received: list[int] = []
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in SIGNALS:
             loop.add_signal_handler(number, lambda n=number: (received.append(n), task.cancel()))
         try:
-            return await job
+            async with asyncio.timeout(timeout):
+                return await job
         finally:
-            for number in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(number)
+            # from here to the end of cleanup, a signal waits: the loop's shutdown and the
+            # cleanup run undisturbed (closing the loop removes its handlers)
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
     try:
         return asyncio.run(main())
@@ -47,3 +56,9 @@ def run_job(job: Coroutine[Any, Any, T]) -> T:
         if received and received[0] == signal.SIGTERM:
             raise Interrupted("stopped by SIGTERM", 1) from None
         raise Interrupted("interrupted", 130) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            cleanup()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
