@@ -131,6 +131,15 @@ def test_list_json_and_filters(cli, populated: Path) -> None:
     assert "b" * 64 in long and str(populated) in long
 
 
+def test_list_warns_when_the_repository_cannot_be_read(cli, sandbox: Path) -> None:
+    conf = sandbox / "norepo.conf"
+    conf.write_text(f"[images]\nimages_dir = {sandbox / 'nowhere'}\n")
+    result = cli("imaging-list", "--config", str(conf))
+    assert result.code == 0 and "0 image(s)" in result.out
+    assert result.err == (f"imaging-list: warning: the repository {sandbox / 'nowhere'} is missing or unreadable;"
+                          " only ./ is listed (set [images] images_dir)\n")
+
+
 def test_resolve(cli, populated: Path) -> None:
     assert cli("imaging-main", "resolve", "default").out == f"{populated / 'ubuntu-24.ndz'}\n"
     assert cli("imaging-main", "resolve", "exp").out.endswith("exp.ndz\n")

@@ -22,11 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """List the images; exit 1 when filters match nothing."""
+    import os
+    import sys
+
     from ..errors import ImagingError
     from ..images import verify
     from ..listing import matches, print_json, print_table
 
     repository = ctx.repository
+    folder = ctx.config.get_path("images", "images_dir")
+    if not (folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)):
+        why = "not a folder" if folder.exists() and not folder.is_dir() else "missing or unreadable"
+        print(f"{ctx.prog}: warning: the repository {folder} is {why}; only ./ is listed"
+              " (set [images] images_dir)", file=sys.stderr)
     images = [i for i in repository.images() if matches(i, args.filters)]
     keys = {"date": lambda i: (i.mtime, i.name), "name": lambda i: i.name,
             "size": lambda i: (i.size, i.name)}
