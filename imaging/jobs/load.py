@@ -78,6 +78,8 @@ class Session:
         self.sender_error = "no sender: every other node of the session failed first"
         self.sender_up = asyncio.Event()
         self.finished = 0
+        # what the image fills on a disk: read once (e.g. the zstd frame header), checked per node
+        self.needed = plan.transport.disk_bytes_needed(plan.image.path)
 
     def _settle(self, ready: Node | None) -> None:
         if ready is not None:
@@ -92,12 +94,11 @@ class Session:
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
         await boot_imaging_os(node, self.state, self.cmc, plan.boot, deadline, self.emit)
-        needed = plan.transport.disk_bytes_needed(plan.image.path)
-        if needed is not None:
+        if self.needed is not None:
             size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
-            if size is not None and size < needed:
+            if size is not None and size < self.needed:
                 raise NodeFailure(f"disk too small: {node.hostname} has {human_size(size)},"
-                                  f" the image needs {human_size(needed)}")
+                                  f" the image needs {human_size(self.needed)}")
 
     async def _receive(self, node: Node) -> None:
         plan = self.plan
