@@ -1,13 +1,26 @@
 # make test   create .venv, install everything (Debian packages too, as root), run ruff and pytest
 # make demo   the same install, then an emulated testbed of 8 nodes loaded by multicast (root)
+# make demo-vm  the same, then 3 qemu VMs booting over PXE, loaded, saved (root; a few minutes under TCG)
 # make bench  the benchmarks of bench/
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PACKAGES := $(shell grep -v '^\#' debian-packages.txt)
+VM_PACKAGES := $(shell grep -v '^\#' debian-packages-vm.txt)
+# where the VM tier finds the Debian kernel package (unpacked by the testbed, never installed)
+KERNEL_DIR := /var/cache/imaging-testbed
 
-.PHONY: test demo bench lint system-packages clean
+.PHONY: test demo demo-vm bench lint system-packages vm-packages clean
+
+# apt-get install the packages given that are not installed yet
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,16 +29,22 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 system-packages:
-	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:" $$missing; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	$(call apt_install,$(PACKAGES))
+
+# qemu, iPXE, SeaBIOS, and the kernel package of Debian's linux-image-amd64 (downloaded once)
+vm-packages: system-packages
+	$(call apt_install,$(VM_PACKAGES))
+	@if ! ls $(KERNEL_DIR)/linux-image-*-amd64_*.deb >/dev/null 2>&1; then \
+	  kernel=$$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$$/\1/p' | head -n 1); \
+	  echo "downloading the Debian kernel package $$kernel into $(KERNEL_DIR)"; \
+	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && apt-get download -q $$kernel 2>&1 | grep -v unsandboxed; \
+	  ls $(KERNEL_DIR)/linux-image-*-amd64_*.deb >/dev/null; \
 	fi
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check imaging tests bench inventory bin
 
-test: system-packages $(INSTALLED) lint
+test: system-packages vm-packages $(INSTALLED) lint
 	$(BIN)/pytest
 
 DEMO := .demo
@@ -33,6 +52,11 @@ demo: system-packages $(INSTALLED)
 	@if [ -d $(DEMO)/testbed ]; then $(BIN)/imaging-testbed down --dir $(DEMO)/testbed >/dev/null 2>&1 || true; fi
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cd $(DEMO) && ../$(BIN)/imaging-testbed demo 8 --dir testbed
+
+demo-vm: vm-packages $(INSTALLED)
+	@if [ -d $(DEMO)/vm ]; then $(BIN)/imaging-testbed down --dir $(DEMO)/vm >/dev/null 2>&1 || true; fi
+	@rm -rf $(DEMO)/vm && mkdir -p $(DEMO)
+	cd $(DEMO) && ../$(BIN)/imaging-testbed demo 3 --vm --dir vm
 
 bench: system-packages $(INSTALLED)
 	$(BIN)/python bench/startup.py

@@ -14,7 +14,7 @@ Then, median of :data:`RUNS` runs each:
   ``done`` event (the events' own timestamps);
 * plain copies from the node (in the imaging OS) to ``nc -l`` on the server
   writing a file, over the product's telnet client: ``nc -q 0 SERVER PORT <
-  /dev/sda`` (raw), and ``zstd -q -c -1 /dev/sda | nc …`` (the same compression
+  /dev/sda`` (raw), and ``zstd -q -c -1 < /dev/sda | nc …`` (the same compression
   as the save).  Their transfer is timed on the node (``date +%s.%N`` before
   and after, the same clock as the server's) up to the listener's exit.
 
@@ -251,7 +251,7 @@ def main() -> int:
             for _ in range(RUNS):
                 save_once(layout, folder, disk_sha, product)
                 plain_once(layout, folder, "< {disk}", False, disk_sha, raw)
-                plain_once(layout, folder, "zstd -q -c -1 {disk}", True, disk_sha, zipped)
+                plain_once(layout, folder, "zstd -q -c -1 < {disk}", True, disk_sha, zipped)
     print(f"  {'copy':<44} {'wall':>9} {'transfer':>9} {'MiB/s':>7} {'MiB sent':>8} {'ok':<5}"
           f" {'save/this':>10}")
     for figure in (product, raw, zipped):

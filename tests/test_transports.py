@@ -39,7 +39,7 @@ def test_udpcast_command_lines() -> None:
     raw = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sd a;x", Path("u.img"))
     assert "--pipe" not in raw and shlex.split(raw)[-3] == "/dev/sd a;x"
     save = udpcast.save_command("/dev/sda", "10.0.0.1", 10005)
-    assert "{ zstd -q -c -1 /dev/sda; echo $? >&3; } | nc -q 0 10.0.0.1 10005 >/dev/null" in save
+    assert "{ zstd -q -c -1 < /dev/sda; echo $? >&3; } | nc -q 0 10.0.0.1 10005 >/dev/null" in save
 
 
 def test_udpcast_parser_on_recorded_output() -> None:

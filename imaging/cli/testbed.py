@@ -1,7 +1,7 @@
 """``imaging-testbed``: the emulated testbed shipped with the product.
 
-Subcommands: ``up N``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``, ``demo [N]``,
-``lease add|list|clear|api``.
+Subcommands: ``up N [--vm]``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``,
+``console NODE``, ``demo [N] [--vm]``, ``lease add|list|clear|api``.
 The testbed modules are imported only once a subcommand runs.
 """
 
@@ -25,20 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help=f"the testbed's directory (default ./{DEFAULT_DIR})")
         return sub
 
-    up = action("up", "start N emulated nodes and write DIR/imaging.conf and DIR/inventory.json")
+    up = action("up", "start N emulated nodes (or qemu VMs) and write DIR/imaging.conf and DIR/inventory.json")
     up.add_argument("count", type=int, metavar="N", help="how many nodes")
+    _vm_options(up)
     up.add_argument("--boot-delay", type=float, default=1.0, metavar="S",
                     help="seconds from power-on to DHCP (default 1)")
     up.add_argument("--fault", action="append", default=[], metavar="NODE:KNOB=VALUE",
                     help="a fault from the start, e.g. fit03:cmc=blackhole (repeatable)")
     up.add_argument("--cmc-only", action="store_true",
                     help="management cards only, no node namespaces (control-plane benchmarks)")
-    up.add_argument("--disk-size", type=int, default=64, metavar="MiB",
-                    help="size of each node's disk file (default 64)")
-    up.add_argument("--hard-drive", default="/dev/sda", metavar="PATH",
-                    help="where a node's disk appears inside it, under /dev (default /dev/sda)")
-    up.add_argument("--image-size", type=int, default=8, metavar="MiB",
-                    help="size of images/default.img.zst once decompressed (default 8)")
+    up.add_argument("--disk-size", type=int, metavar="MiB",
+                    help="size of each node's disk file (default 64, VMs 32)")
+    up.add_argument("--hard-drive", metavar="PATH",
+                    help="where a node's disk appears inside it, under /dev (default /dev/sda, VMs /dev/vda)")
+    up.add_argument("--image-size", type=int, metavar="MiB",
+                    help="size of the default image once decompressed (default 8, VMs 16)")
     up.add_argument("--leases", action="store_true",
                     help="make the product check the testbed's leases API ([leases] backend = r2labapi)")
 
@@ -50,7 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo = action("demo", "up N nodes, then imaging-status, imaging-load, imaging-wait and imaging-list"
                           " against them, then down")
     demo.add_argument("count", type=int, nargs="?", default=8, metavar="N", help="how many nodes (default 8)")
-    demo.add_argument("--image-size", type=int, default=64, metavar="MiB", help="the demo image (default 64)")
+    demo.add_argument("--image-size", type=int, default=64, metavar="MiB",
+                      help="the demo image (default 64; VMs load their bootable default image)")
+    _vm_options(demo)
+
+    console = action("console", "show what a node printed on its console (a VM's serial console)")
+    console.add_argument("node", help="fitNN, rebootNN or a number")
+    console.add_argument("-f", "--follow", action="store_true", help="keep showing what it prints")
 
     run = action("run", "run a command in the server namespace with IMAGING_CONFIG=DIR/imaging.conf")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD",
@@ -81,6 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     api.add_argument("mode", choices=("ok", "down", "blackhole"))
 
 
+def _vm_options(parser: argparse.ArgumentParser) -> None:
+    """``--vm`` and the options of the VM tier."""
+    parser.add_argument("--vm", action="store_true",
+                        help="qemu virtual machines booting over PXE instead of emulated nodes (slower, real)")
+    parser.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
+                        help="VMs: KVM where a probe boot shows it works (auto, the default), or force one")
+    parser.add_argument("--kernel-package", type=Path, metavar="DEB",
+                        help="VMs: the Debian kernel package (default: the newest one make vm-packages fetched)")
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Run the chosen subcommand; the exit code."""
     import asyncio
@@ -92,16 +109,22 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         record = asyncio.run(lifecycle.up(directory, args.count, boot_delay=args.boot_delay,
                                           faults=args.fault, cmc_only=args.cmc_only,
                                           disk_mib=args.disk_size, image_mib=args.image_size,
-                                          disk_path=args.hard_drive, leases=args.leases))
+                                          disk_path=args.hard_drive, leases=args.leases, vm=args.vm,
+                                          accel=args.accel, kernel_package=args.kernel_package))
         layout = record.layout
-        print(f"testbed {record.index} up: {record.count} nodes{' (CMCs only)' * record.cmc_only},"
+        kind = f" ({record.accel} VMs)" if record.vm else " (CMCs only)" if record.cmc_only else ""
+        print(f"testbed {record.index} up: {record.count} nodes{kind},"
               f" server {layout.server_ip} in namespace {layout.server_ns}")
         print(f"config: {layout.config_path}")
         print(f"try: imaging-testbed run --dir {directory} -- imaging-load -a")
         return 0
     if args.action == "demo":
         from ..testbed import demo
+        if args.vm:
+            return demo.run_vm(directory, args.count, args.accel, args.kernel_package)
         return demo.run(directory, args.count, args.image_size)
+    if args.action == "console":
+        return _console(directory, args.node, args.follow)
     if args.action == "down":
         asyncio.run(lifecycle.down(directory))
         print(f"testbed in {directory.resolve()} is down")
@@ -133,6 +156,32 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return lifecycle.run_in_server(directory, argv, env=dict(os.environ)).returncode
     raise AssertionError(args.action)
+
+
+def _console(directory: Path, node: str, follow: bool) -> int:
+    """Print ``node``'s console log (and follow it with ``tail -f``)."""
+    import sys
+
+    from ..errors import UsageError
+    from ..testbed import state
+
+    layout = state.load(directory.resolve()).layout
+    try:
+        path = layout.console_log(layout.node_by_name(node))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not path.exists():
+        print(f"{node} has printed nothing yet ({path})", file=sys.stderr)
+        return 0 if not follow else _follow(path)
+    if follow:
+        return _follow(path)
+    sys.stdout.write(path.read_text(errors="replace"))
+    return 0
+
+
+def _follow(path: Path) -> int:
+    """Become ``tail -f`` on ``path`` (Ctrl-C ends it)."""
+    os.execvp("tail", ["tail", "-n", "+1", "-F", str(path)])
 
 
 def _print_status(statuses: list[Any]) -> None:

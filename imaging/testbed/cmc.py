@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .node import EmulatedNode
+from .node import PoweredNode
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ def garbage() -> str:
 class CmcServers:
     """The CMCs of every node, served on their own addresses."""
 
-    def __init__(self, nodes: list[EmulatedNode], port: int = CMC_PORT) -> None:
+    def __init__(self, nodes: list[PoweredNode], port: int = CMC_PORT) -> None:
         self.by_ip = {node.info.cmc_ip: node for node in nodes}
         self.port = port
         app = web.Application()
-        verbs: dict[str, Callable[[EmulatedNode], Awaitable[str]]] = {
+        verbs: dict[str, Callable[[PoweredNode], Awaitable[str]]] = {
             "status": self._status, "on": self._on, "off": self._off,
             "reset": self._reset, "info": self._info,
         }
@@ -56,7 +56,7 @@ class CmcServers:
         """Close every listener and connection."""
         await self._runner.cleanup()
 
-    def _handler(self, verb: str, action: Callable[[EmulatedNode], Awaitable[str]]
+    def _handler(self, verb: str, action: Callable[[PoweredNode], Awaitable[str]]
                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             sockname = request.transport.get_extra_info("sockname") if request.transport else None
@@ -73,22 +73,22 @@ class CmcServers:
             return web.Response(text=body + "\n")
         return handle
 
-    async def _status(self, node: EmulatedNode) -> str:
+    async def _status(self, node: PoweredNode) -> str:
         return "on" if node.powered else "off"
 
-    async def _on(self, node: EmulatedNode) -> str:
+    async def _on(self, node: PoweredNode) -> str:
         await node.power_on()
         return "ok"
 
-    async def _off(self, node: EmulatedNode) -> str:
+    async def _off(self, node: PoweredNode) -> str:
         await node.power_off()
         return "ok"
 
-    async def _reset(self, node: EmulatedNode) -> str:
+    async def _reset(self, node: PoweredNode) -> str:
         await node.reset()
         return "ok"
 
-    async def _info(self, node: EmulatedNode) -> str:
+    async def _info(self, node: PoweredNode) -> str:
         status = node.status()
-        return (f"emulated CMC {node.info.cmc_name} of {node.info.name} (imaging testbed);"
+        return (f"{node.card} {node.info.cmc_name} of {node.info.name} (imaging testbed);"
                 f" power {status.power}; stage {status.stage}; faults {','.join(status.faults) or 'none'}")

@@ -21,7 +21,7 @@ from .cmc import CmcServers
 from .control import ControlServer
 from .faults import Faults
 from .leases import LeasesService
-from .node import EmulatedNode, NodeStatus
+from .node import EmulatedNode, NodeStatus, PoweredNode
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,17 @@ class Controller:
     def __init__(self, record: state.TestbedState) -> None:
         self.record = record
         self.layout = record.layout
-        self.nodes: dict[str, EmulatedNode] = {}
+        self.nodes: dict[str, PoweredNode] = {}
+        vm = None
+        if record.vm:
+            from .vm.machine import VirtualMachine, VmSettings
+            vm = VmSettings(accel=record.accel)
         for info in self.layout.nodes():
             faults = Faults()
             for spec in record.faults.get(info.name, []):
                 faults = faults.apply(spec)
-            self.nodes[info.name] = EmulatedNode(info, self.layout, record.settings, faults)
+            self.nodes[info.name] = (EmulatedNode(info, self.layout, record.settings, faults) if vm is None
+                                     else VirtualMachine(info, self.layout, record.settings, faults, vm))
         self.stop = asyncio.Event()
 
     def status(self) -> list[NodeStatus]:
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         filename=directory / "logs" / "controller.log", level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qemu.qmp").setLevel(logging.WARNING)  # one QMP connection per CMC verb: no chatter
     asyncio.run(serve(directory))
     return 0
 

@@ -20,7 +20,9 @@ A fault spec is ``knob=value`` (``cmc=blackhole``, ``boot=slow:5``,
 =================  ==========================================================
 
 Boot-time knobs (boot, telnet, receiver, disk limit, ssh) apply from the
-node's next boot; cmc, reset and loss apply at once.
+node's next boot; cmc, reset and loss apply at once.  A virtual machine
+(VM tier) has the knobs of its CMC, its link and its disk (cmc, reset,
+loss; disk from its next power-on), not those of the emulated firmware.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 KNOBS = ("cmc", "reset", "boot", "telnet", "receiver", "disk", "ssh", "loss")
+VM_KNOBS = ("cmc", "reset", "disk", "loss")
 _SIZE = re.compile(r"^(\d+)$")
 
 
@@ -128,6 +131,14 @@ def _number(text: str, spec: str) -> float:
     if not value >= 0:
         raise UsageError(f"fault {spec!r}: {text!r} is not a non-negative number")
     return value
+
+
+def check_vm_knob(spec: str) -> None:
+    """UsageError when ``spec`` is a knob a virtual machine does not have."""
+    knob = spec.strip().partition("=")[0]
+    if spec.strip() != "clear" and knob not in VM_KNOBS:
+        raise UsageError(f"fault {spec!r}: a VM has the knobs {', '.join(VM_KNOBS)} and clear"
+                         f" ({knob} belongs to the emulated nodes' firmware)")
 
 
 def parse_assignment(text: str) -> tuple[str, str]:

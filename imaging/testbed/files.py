@@ -4,6 +4,7 @@ R2lab-format ``inventory.json``."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from . import pxe
 from .layout import Layout
@@ -12,12 +13,48 @@ from .leases import LEASES_PORT
 DEFAULT_IMAGE = "default"
 
 
-def config_text(layout: Layout, disk_path: str, leases: bool = False) -> str:
+@dataclass(frozen=True)
+class Profile:
+    """The timings and transport options that suit one tier's nodes."""
+
+    kind: str  # what the config's first line calls the testbed
+    boot_timeout: float  # seconds from reset to telnet
+    backoff: float  # seconds between telnet/ssh attempts
+    ssh_timeout: float
+    bandwidth: int  # Mibit/s
+    bandwidth_note: str
+    udpcast: str  # the [udpcast] options, with their comments
+
+
+EMULATED = Profile(
+    kind="the emulated testbed", boot_timeout=10, backoff=0.25, ssh_timeout=2, bandwidth=150,
+    bandwidth_note="what two cores sustain for dozens of emulated receivers (a real 1 GbE testbed takes 500)",
+    udpcast="""\
+# the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets
+sender_options = --blocksize 8192
+# the disks are plain files: no sync after each write (udp-receiver's default for files)
+receiver_options = --nosync""")
+
+
+def vm_profile(accel: str) -> Profile:
+    """The VM tier's profile: timeouts scaled for TCG (an emulated CPU boots in
+    tens of seconds, three machines together on two cores take twice that)."""
+    slow = accel != "kvm"
+    return Profile(
+        kind=f"the VM testbed ({accel})", boot_timeout=150 if slow else 60, backoff=1, ssh_timeout=10 if slow else 5,
+        bandwidth=200, bandwidth_note="virtio-net guests; udpcast's flow control paces slower receivers",
+        udpcast="""\
+# the VMs' disks are block devices: udp-receiver's defaults, as on hardware
+sender_options =
+receiver_options =""")
+
+
+def config_text(layout: Layout, disk_path: str, leases: bool = False, profile: Profile = EMULATED) -> str:
     """The product's config file for ``layout`` (keys fixed by the product); with
     ``leases``, the product checks the testbed's leases API."""
-    d = layout
+    d, p = layout, profile
     return f"""\
-# written by imaging-testbed up: the emulated testbed in {d.directory}
+# written by imaging-testbed up: {p.kind} in {d.directory}
 [testbed]
 inventory = {d.inventory_path}
 all_scope = 1-{d.count}
@@ -29,9 +66,9 @@ hard_drive = {disk_path}
 root_partition = none
 cmc_timeout = 2
 idle_after_reset = 3
-boot_timeout = 10
-# what two cores sustain for dozens of emulated receivers (a real 1 GbE testbed takes 500)
-bandwidth = 150
+boot_timeout = {p.boot_timeout:g}
+# {p.bandwidth_note}
+bandwidth = {p.bandwidth}
 
 [pxelinux]
 config_dir = {d.pxe_dir}
@@ -46,19 +83,15 @@ kind = udpcast
 server_ip = {d.server_ip}
 
 [udpcast]
-# the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets
-sender_options = --blocksize 8192
-# the disks are plain files: no sync after each write (udp-receiver's default for files)
-receiver_options = --nosync
+{p.udpcast}
 
 [networking]
 ssh_user = root
 ssh_key = {d.client_key}
 telnet_timeout = 1
-# emulated nodes boot in about a second: look for them often
-telnet_backoff = 0.25
-ssh_backoff = 0.25
-ssh_timeout = 2
+telnet_backoff = {p.backoff:g}
+ssh_backoff = {p.backoff:g}
+ssh_timeout = {p.ssh_timeout:g}
 
 [locks]
 lock_dir = {d.locks_dir}
@@ -84,7 +117,9 @@ def inventory(layout: Layout) -> list[dict[str, dict[str, str]]]:
     ]
 
 
-def write_product_files(layout: Layout, disk_path: str, leases: bool = False) -> None:
-    """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory."""
+def write_product_files(layout: Layout, disk_path: str, leases: bool = False, profile: Profile | None = None
+                        ) -> None:
+    """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory
+    (``profile``: the nodes' timings, the emulated nodes' by default)."""
     layout.inventory_path.write_text(json.dumps(inventory(layout), indent=1) + "\n")
-    layout.config_path.write_text(config_text(layout, disk_path, leases))
+    layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED))

@@ -28,7 +28,7 @@ IDENTITY_FILE = "/etc/imaging-image"
 IDENTITY_PREFIX = "imaging-test-image"
 FAT_MAX_KIB = 1024  # the file system proper; the rest of the image is padding
 MIB = 1024 * 1024
-_MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ async def write_fat(path: Path, size: int, identity: str, random_fill: bool = Fa
     with tempfile.NamedTemporaryFile("w", suffix=".identity") as text:
         text.write(identity + "\n")
         text.flush()
-        await run("mmd", "-i", str(path), "::/etc", env=_MTOOLS_ENV)
-        await run("mcopy", "-i", str(path), text.name, f"::{IDENTITY_FILE}", env=_MTOOLS_ENV)
+        await run("mmd", "-i", str(path), "::/etc", env=MTOOLS_ENV)
+        await run("mcopy", "-i", str(path), text.name, f"::{IDENTITY_FILE}", env=MTOOLS_ENV)
     os.truncate(path, size)
     if random_fill:
         with open(path, "r+b") as handle:
@@ -86,7 +86,7 @@ async def write_fat(path: Path, size: int, identity: str, random_fill: bool = Fa
 
 async def read_identity(path: Path) -> str | None:
     """The identity line of the image in ``path`` (raw), or None when it holds none."""
-    out = await run("mtype", "-i", str(path), f"::{IDENTITY_FILE}", check=False, env=_MTOOLS_ENV)
+    out = await run("mtype", "-i", str(path), f"::{IDENTITY_FILE}", check=False, env=MTOOLS_ENV)
     line = out.strip()
     return line if line.startswith(IDENTITY_PREFIX + " ") else None
 

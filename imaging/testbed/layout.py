@@ -169,6 +169,15 @@ class Layout:
         """What ``node``'s firmware and servers print."""
         return self.logs_dir / f"{node.name}.console.log"
 
+    def qmp_socket(self, node: NodeInfo) -> Path:
+        """The QMP socket of ``node``'s qemu (VM tier)."""
+        return self.run_dir / f"{node.name}.qmp"
+
+    @property
+    def vm_cache_dir(self) -> Path:
+        """The VM tier's builds: unpacked kernel, initramfs files, boot images."""
+        return self.cache_dir / "vm"
+
     def pid_file(self, name: str) -> Path:
         """The PID file of the tracked process called ``name``."""
         return self.run_dir / f"{name}.pid"

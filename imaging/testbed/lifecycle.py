@@ -24,7 +24,7 @@ from typing import Any
 from .. import errors
 from . import control, files, firmware, images, network, pxe, state
 from . import leases as leases_api
-from .faults import Faults, parse_assignment
+from .faults import Faults, check_vm_knob, parse_assignment
 from .layout import MAX_NODES, Layout
 from .node import NodeStatus
 from .procs import Tracked, kill, kill_netns, run, stop_all, track, tracked
@@ -45,10 +45,14 @@ def require_root(action: str) -> None:
 
 
 async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[str] | None = None,
-             cmc_only: bool = False, disk_mib: int = 64, image_mib: int = 8,
-             disk_path: str = "/dev/sda", leases: bool = False) -> state.TestbedState:
+             cmc_only: bool = False, disk_mib: int | None = None, image_mib: int | None = None,
+             disk_path: str | None = None, leases: bool = False, vm: bool = False, accel: str = "auto",
+             kernel_package: Path | None = None) -> state.TestbedState:
     """Start a testbed of ``count`` nodes in ``directory``; its record.
 
+    Nodes are emulated (namespaces), or qemu machines with ``vm`` (``accel``:
+    auto, tcg or kvm; ``kernel_package``: the Debian kernel package, found in
+    its usual folder by default).  Sizes and the disk path default per tier.
     With ``leases``, the product's config checks the testbed's leases API
     (``[leases] backend = r2labapi``); its ``url`` is written either way.
 
@@ -58,10 +62,19 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     """
     require_root("up")
     directory = directory.resolve()
-    limit = MAX_NODES if cmc_only else MAX_FULL_NODES
+    if vm:
+        from .vm import provision
+        limit, disk_mib, image_mib = provision.MAX_VMS, disk_mib or provision.DISK_MIB, image_mib or provision.IMAGE_MIB
+        disk_path = disk_path or provision.HARD_DRIVE
+        if cmc_only:
+            raise errors.UsageError("--vm and --cmc-only do not go together: VMs are whole machines")
+        provision.check_requirements()
+    else:
+        limit = MAX_NODES if cmc_only else MAX_FULL_NODES
+        disk_mib, image_mib, disk_path = disk_mib or 64, image_mib or 8, disk_path or "/dev/sda"
     if not 1 <= count <= limit:
-        raise errors.UsageError(f"a testbed has 1 to {limit} nodes{'' if cmc_only else ' (--cmc-only: more)'};"
-                                f" {count} asked")
+        raise errors.UsageError(f"a testbed has 1 to {limit} {'VMs' if vm else 'nodes'}"
+                                f"{'' if cmc_only or vm else ' (--cmc-only: more)'}; {count} asked")
     if boot_delay < 0 or disk_mib < image_mib:
         raise errors.UsageError("--boot-delay must be >= 0 and the disk at least as big as the image")
     if not re.fullmatch(r"/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", disk_path):
@@ -72,25 +85,29 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     layout = Layout(directory, 0, count)
     if len(str(layout.control_socket)) > UNIX_PATH_MAX:
         raise errors.UsageError(f"{directory} is too long a path for a unix socket; use a shorter --dir")
-    by_node = _parse_faults(layout, faults or [])
+    by_node = _parse_faults(layout, faults or [], vm)
     started = time.monotonic()
-    await _prepare(layout, cmc_only, disk_mib, image_mib, by_node)
+    chosen_accel = ""
+    if vm:
+        chosen_accel = await _prepare_vms(layout, disk_mib, image_mib, by_node, accel, kernel_package)
+    else:
+        await _prepare(layout, cmc_only, disk_mib, image_mib, by_node)
     log.info("prepared %s in %.2f s", directory, time.monotonic() - started)
 
     index = await network.claim_index()
     record = state.TestbedState(str(directory), index, count, cmc_only, boot_delay, disk_path, disk_mib,
-                                by_node)
+                                by_node, chosen_accel)
     record.save()  # from here on, down can clean up
     layout = record.layout
     try:
-        await network.create(layout, with_nodes=not cmc_only)
+        await network.create(layout, record.links)
         if not cmc_only:
             _spawn(layout, "dnsmasq", ["ip", "netns", "exec", layout.server_ns,
-                                       *network.dnsmasq_command(layout)])
+                                       *network.dnsmasq_command(layout, router_adverts=vm)])
         _spawn(layout, "controller", ["ip", "netns", "exec", layout.server_ns,
                                       sys.executable, "-m", "imaging.testbed.controller", str(directory)])
         await _wait_ready(layout)
-        files.write_product_files(layout, disk_path, leases)
+        files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None)
     except BaseException:
         await down(directory)
         raise
@@ -98,11 +115,14 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     return record
 
 
-def _parse_faults(layout: Layout, specs: list[str]) -> dict[str, list[str]]:
-    """``fitNN:spec`` strings grouped by node name; UsageError for unknown nodes or knobs."""
+def _parse_faults(layout: Layout, specs: list[str], vm: bool = False) -> dict[str, list[str]]:
+    """``fitNN:spec`` strings grouped by node name; UsageError for unknown nodes or knobs
+    (or knobs VMs do not have, with ``vm``)."""
     by_node: dict[str, list[str]] = {}
     for text in specs:
         name, spec = parse_assignment(text)
+        if vm:
+            check_vm_knob(spec)
         try:
             node = layout.node_by_name(name)
         except ValueError as exc:
@@ -111,15 +131,22 @@ def _parse_faults(layout: Layout, specs: list[str]) -> dict[str, list[str]]:
     return by_node
 
 
-async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int,
-                   faults: dict[str, list[str]]) -> None:
-    """Everything ``up`` puts in the directory before starting processes."""
+async def _prepare_dirs(layout: Layout) -> None:
+    """The testbed's folders, emptied of what a previous testbed left, and its ssh keys."""
     for folder in (layout.run_dir, layout.logs_dir, layout.images_dir, layout.disks_dir, layout.keys_dir,
                    layout.locks_dir, layout.transport_logs_dir, layout.nodes_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for stale in layout.run_dir.iterdir():
         stale.unlink()
     layout.leases_path.unlink(missing_ok=True)  # a new testbed starts with no leases
+    for link in layout.pxe_dir.glob("01-*"):
+        link.unlink()
+
+
+async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int,
+                   faults: dict[str, list[str]]) -> None:
+    """Everything ``up`` puts in the directory before starting processes (emulated nodes)."""
+    await _prepare_dirs(layout)
     await images.make_image(files.DEFAULT_IMAGE, layout.images_dir, image_mib, compressed=True,
                             cache_dir=layout.cache_dir)
     if cmc_only:
@@ -127,22 +154,40 @@ async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int
     await _make_keys(layout)
     pxe.prepare_tftp(layout)
     firmware.install_scripts(layout.bin_dir)
-    for link in layout.pxe_dir.glob("01-*"):
-        link.unlink()
     slots = asyncio.Semaphore(4)
+    sizes = _disk_sizes(layout, disk_mib, faults)
 
     async def disk(number: int) -> None:
         info = layout.node(number)
-        node_faults = Faults()
-        for spec in faults.get(info.name, []):
-            node_faults = node_faults.apply(spec)
-        size = min(disk_mib, node_faults.disk_small_mib or disk_mib) << 20
+        size = sizes[info.name] << 20
         path = layout.disk_path(info)
         path.unlink(missing_ok=True)
         async with slots:
             await images.write_fat(path, size, images.new_identity(f"factory-{info.name}"))
 
     await asyncio.gather(*(disk(n) for n in range(1, layout.count + 1)))
+
+
+async def _prepare_vms(layout: Layout, disk_mib: int, image_mib: int, faults: dict[str, list[str]],
+                       accel: str, package: Path | None) -> str:
+    """Everything ``up --vm`` puts in the directory before starting processes; the accelerator."""
+    from .vm import provision
+    await _prepare_dirs(layout)
+    await _make_keys(layout)
+    build = await provision.provision(layout, image_mib, _disk_sizes(layout, disk_mib, faults), accel, package)
+    log.info("VMs: kernel %s, %s (%s)", build.kernel.version, build.accel, build.accel_reason)
+    return build.accel
+
+
+def _disk_sizes(layout: Layout, disk_mib: int, faults: dict[str, list[str]]) -> dict[str, int]:
+    """Each node's disk size in MiB: ``disk_mib``, or less with a ``disk=small`` fault."""
+    sizes = {}
+    for info in layout.nodes():
+        node_faults = Faults()
+        for spec in faults.get(info.name, []):
+            node_faults = node_faults.apply(spec)
+        sizes[info.name] = min(disk_mib, node_faults.disk_small_mib or disk_mib)
+    return sizes
 
 
 async def _make_keys(layout: Layout) -> None:
@@ -211,7 +256,7 @@ async def down(directory: Path) -> None:
         if node not in daemons:
             kill(node)  # a node's power cut
     await stop_all(daemons)
-    namespaces = layout.namespaces(with_nodes=not record.cmc_only)
+    namespaces = layout.namespaces(with_nodes=record.links == "veth")
     for _ in range(50):
         if not sum(kill_netns(ns) for ns in namespaces):
             break
@@ -239,6 +284,8 @@ async def set_fault(directory: Path, node: str, spec: str) -> list[str]:
     """Change ``node``'s faults live (``spec`` or ``clear``); the faults now in force."""
     record = state.load(directory.resolve())
     Faults().apply(spec)  # UsageErrors before bothering the controller
+    if record.vm:
+        check_vm_knob(spec)
     try:
         record.layout.node_by_name(node)
     except ValueError as exc:

@@ -9,7 +9,9 @@ a real interface.  The server namespace holds:
 * ``cmc0``, a port-less bridge standing in for a dummy interface (this
   kernel has no dummy driver), holding every CMC address;
 * one veth per node, whose peer is the node's ``eth0`` (with the inventory
-  MAC) inside the node's own namespace;
+  MAC) inside the node's own namespace; or, in the VM tier, one tap per
+  node, opened by its qemu (the control LAN then has a ULA prefix that
+  dnsmasq advertises: iPXE waits ~16 s for a router advertisement without);
 * nftables tables for the fault knobs: ``inet imaging_faults`` (black-holed
   CMCs: a DROP, not a closed port) and ``bridge imaging_loss`` (random frame
   loss on a node's link; this kernel has no netem).
@@ -27,6 +29,8 @@ from .procs import run
 # jumbo frames on the control LAN: a sixth of the packets for the same bytes,
 # which is what bounds multicast to dozens of emulated receivers on two cores
 MTU = 9000
+VM_MTU = 1500  # what a VM's NIC uses out of the box
+LINKS = ("veth", "tap", "none")  # a node's link: emulated node, VM, none (CMCs only)
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +60,20 @@ async def claim_index() -> int:
     raise ImagingError(f"all {MAX_TESTBEDS} testbed slots are taken; stop one with imaging-testbed down")
 
 
-async def create(layout: Layout, with_nodes: bool) -> None:
-    """Build the server namespace (already claimed) and, with ``with_nodes``, the nodes'."""
+def ula_prefix(layout: Layout) -> str:
+    """The control LAN's IPv6 prefix (VM tier only), e.g. ``fd69:3::``."""
+    return f"fd69:{layout.index}::"
+
+
+async def create(layout: Layout, links: str) -> None:
+    """Build the server namespace (already claimed) and the nodes' links:
+    ``veth`` (a namespace per node), ``tap`` (VMs) or ``none``."""
     ns = layout.server_ns
     net = layout.control_network
+    mtu = VM_MTU if links == "tap" else MTU
     server = [
         "link set lo up",
-        f"link add {BRIDGE} mtu {MTU} type bridge mcast_snooping 0 stp_state 0 forward_delay 0",
+        f"link add {BRIDGE} mtu {mtu} type bridge mcast_snooping 0 stp_state 0 forward_delay 0",
         f"addr add {layout.server_ip}/{net.prefixlen} brd + dev {BRIDGE}",
         f"link set {BRIDGE} up",
         f"route add 224.0.0.0/4 dev {BRIDGE}",  # multicast goes to the control LAN
@@ -73,7 +84,7 @@ async def create(layout: Layout, with_nodes: bool) -> None:
     ]
     cmc_prefix = layout.cmc_network.prefixlen
     server += [f"addr add {node.cmc_ip}/{cmc_prefix} dev {CMC_INTERFACE}" for node in layout.nodes()]
-    if with_nodes:
+    if links == "veth":
         nodes = layout.nodes()
         await run("ip", "-batch", "-", input="".join(f"netns add {n.netns}\n" for n in nodes))
         for node in nodes:
@@ -82,6 +93,10 @@ async def create(layout: Layout, with_nodes: bool) -> None:
                 f" netns {node.netns} address {node.control_mac} mtu {MTU}",
                 f"link set {node.veth} up",
             ]
+    elif links == "tap":
+        server.insert(3, f"addr add {ula_prefix(layout)}1/64 dev {BRIDGE} nodad")
+        for node in layout.nodes():
+            server += [f"tuntap add dev {node.veth} mode tap", f"link set {node.veth} master {BRIDGE} up"]
     await run("ip", "-n", ns, "-batch", "-", input="\n".join(server) + "\n")
     await apply_faults(layout, {})
 
@@ -95,10 +110,11 @@ async def destroy(namespaces: list[str]) -> None:
                   check=False)
 
 
-def dnsmasq_command(layout: Layout) -> list[str]:
+def dnsmasq_command(layout: Layout, router_adverts: bool = False) -> list[str]:
     """The dnsmasq command line: DHCP with a fixed address per MAC, and TFTP;
     no DNS, bound to the bridge only, with its own pid, lease and log files;
-    it keeps root so that it can read a TFTP tree in a private (0700) folder."""
+    it keeps root so that it can read a TFTP tree in a private (0700) folder.
+    With ``router_adverts`` (VM tier) it also advertises the ULA prefix."""
     net = layout.control_network
     argv = [
         "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--port=0",
@@ -111,6 +127,8 @@ def dnsmasq_command(layout: Layout) -> list[str]:
         f"--log-facility={layout.logs_dir / 'dnsmasq.log'}",
         "--log-dhcp",
     ]
+    if router_adverts:
+        argv += ["--enable-ra", f"--dhcp-range={ula_prefix(layout)},ra-only,64"]
     argv += [f"--dhcp-host={node.control_mac},{node.control_ip},{node.name}" for node in layout.nodes()]
     return argv
 

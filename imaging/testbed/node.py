@@ -1,6 +1,8 @@
-"""An emulated node as the controller sees it: power, link, and the boot.
+"""A node as the controller sees it: power, link, and the boot.
 
-Power state machine (driven by the CMC): ``on`` of an on node and ``reset``
+:class:`PoweredNode` holds what every node shares, the VMs of
+:mod:`imaging.testbed.vm.machine` included; :class:`EmulatedNode` is the
+fast tier's node.  Power state machine (driven by the CMC): ``on`` of an on node and ``reset``
 of an off node do nothing; ``off`` and ``reset`` kill everything the node
 runs (its PID namespace dies with its first process) and take its link
 down; ``on`` and ``reset`` bring the link up and, after the boot delay,
@@ -23,7 +25,7 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from . import firmware
 from .faults import Faults
@@ -58,8 +60,16 @@ class NodeStatus:
     boot_seconds: float | None  # from power-on/reset to telnet or ssh
 
 
-class EmulatedNode:
-    """One node: its power, its link and its boot process."""
+class PoweredNode:
+    """What every kind of node shares: the power state machine the CMC drives,
+    the console log, and the boot stage announced by ``@state`` lines.
+
+    Subclasses say how power goes on (:meth:`_power_up`) and off
+    (:meth:`_power_down`), and may override :meth:`_restart` (a reset;
+    default: off, then on).
+    """
+
+    card: ClassVar[str] = "emulated CMC"  # what the CMC's /info calls itself
 
     def __init__(self, info: NodeInfo, layout: Layout, settings: NodeSettings, faults: Faults) -> None:
         self.info = info
@@ -72,8 +82,6 @@ class EmulatedNode:
         self.boot_seconds: float | None = None
         self._powered_at = 0.0
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._proc: asyncio.subprocess.Process | None = None
         self._console: TextIO | None = None
 
     # --- the CMC's verbs ---------------------------------------------------
@@ -84,7 +92,7 @@ class EmulatedNode:
                 await self._start()
 
     async def power_off(self) -> None:
-        """Power the node off: kill everything it runs, take its link down."""
+        """Power the node off: everything it runs stops."""
         async with self._lock:
             if self.powered:
                 await self._stop()
@@ -95,8 +103,7 @@ class EmulatedNode:
         async with self._lock:
             if not self.powered or self.faults.reset_ignore:
                 return
-            await self._stop()
-            await self._start()
+            await self._restart()
 
     def status(self) -> NodeStatus:
         """The node's power, boot state and faults."""
@@ -105,7 +112,7 @@ class EmulatedNode:
                           self.detail, self.faults.describe(), self.boot_seconds)
 
     async def shutdown(self) -> None:
-        """Stop the node's processes (the controller is going away)."""
+        """Stop the node (the controller is going away)."""
         async with self._lock:
             if self.powered:
                 await self._stop()
@@ -113,18 +120,63 @@ class EmulatedNode:
             self._console.close()
             self._console = None
 
-    # --- internals ---------------------------------------------------------
+    # --- for subclasses ----------------------------------------------------
     async def _start(self) -> None:
         self.powered = True
+        self._booting()
+        await self._power_up()
+
+    async def _stop(self) -> None:
+        self.powered = False
+        await self._power_down()
+
+    async def _restart(self) -> None:
+        await self._stop()
+        await self._start()
+
+    async def _power_up(self) -> None:
+        """Make the node run (power is on)."""
+        raise NotImplementedError
+
+    async def _power_down(self) -> None:
+        """Stop everything the node runs (power is off)."""
+        raise NotImplementedError
+
+    def _booting(self) -> None:
+        """A boot starts now: the stage and boot time start over."""
         self._powered_at = time.monotonic()
         self.boot_seconds = None
         self.stage, self.detail = "waiting", ""
+
+    def _log(self, line: str) -> None:
+        """A line in the node's console log, time-stamped."""
+        if self._console is None:
+            self._console = open(self.layout.console_log(self.info), "a", buffering=1)  # noqa: SIM115
+        self._console.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def _console_line(self, line: str) -> None:
+        """Follow a line the node printed: ``@state WORD [detail]`` moves the boot stage."""
+        if line.startswith("@state "):
+            self.stage, _, self.detail = line.removeprefix("@state ").partition(" ")
+            if self.stage in ("telnet", "ssh"):
+                self.boot_seconds = round(time.monotonic() - self._powered_at, 3)
+
+
+class EmulatedNode(PoweredNode):
+    """One emulated node: its link and its firmware process."""
+
+    def __init__(self, info: NodeInfo, layout: Layout, settings: NodeSettings, faults: Faults) -> None:
+        super().__init__(info, layout, settings, faults)
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    # --- internals ---------------------------------------------------------
+    async def _power_up(self) -> None:
         if self.settings.full:
             await self._link(up=True)
             self._task = asyncio.create_task(self._boot(), name=f"boot-{self.info.name}")
 
-    async def _stop(self) -> None:
-        self.powered = False
+    async def _power_down(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,11 +206,6 @@ class EmulatedNode:
                 kill_netns(self.info.netns)
                 break
             await asyncio.sleep(0.01)
-
-    def _log(self, line: str) -> None:
-        if self._console is None:
-            self._console = open(self.layout.console_log(self.info), "a", buffering=1)  # noqa: SIM115
-        self._console.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def _environment(self) -> dict[str, str]:
         """The firmware's inputs."""
@@ -224,10 +271,7 @@ class EmulatedNode:
         async for raw in self._proc.stdout:
             line = raw.decode(errors="replace").rstrip("\r\n")
             self._log(line)
-            if line.startswith("@state "):
-                self.stage, _, self.detail = line.removeprefix("@state ").partition(" ")
-                if self.stage in ("telnet", "ssh"):
-                    self.boot_seconds = round(time.monotonic() - self._powered_at, 3)
+            self._console_line(line)
         code = await self._proc.wait()
         self._log(f"--- firmware exited with status {code} ---")
         self.stage, self.detail = "halted", f"firmware exited with status {code}"

@@ -38,8 +38,10 @@ LABEL imaging
 """
 
 
-def prepare_tftp(layout: Layout) -> None:
-    """Fill the TFTP root: pxelinux, its configs, the imaging OS's kernel and initrd."""
+def prepare_tftp(layout: Layout, kernel: Path | None = None, initrd: Path | None = None) -> None:
+    """Fill the TFTP root: pxelinux, its configs, the imaging OS's kernel and
+    initrd: the real ones given (VM tier), else marker files the emulated
+    firmware recognises."""
     layout.pxe_dir.mkdir(parents=True, exist_ok=True)
     for source in (PXELINUX, LDLINUX):
         if source.exists():  # the emulated nodes do not run them; VMs do
@@ -48,8 +50,12 @@ def prepare_tftp(layout: Layout) -> None:
     (layout.pxe_dir / IMAGING_OS).write_text(IMAGING_OS_CONFIG)
     kernel_dir = layout.tftp_dir / IMAGING_OS
     kernel_dir.mkdir(exist_ok=True)
-    (kernel_dir / "vmlinuz").write_text(KERNEL_MAGIC + "\n")
-    (kernel_dir / "initrd.img").write_text("imaging-os initrd (emulated): telnetd udp-receiver nc zstd\n")
+    if kernel is not None and initrd is not None:
+        shutil.copyfile(kernel, kernel_dir / "vmlinuz")
+        shutil.copyfile(initrd, kernel_dir / "initrd.img")
+    else:
+        (kernel_dir / "vmlinuz").write_text(KERNEL_MAGIC + "\n")
+        (kernel_dir / "initrd.img").write_text("imaging-os initrd (emulated): telnetd udp-receiver nc zstd\n")
 
 
 def set_next_boot(layout: Layout, node: NodeInfo, imaging_os: bool) -> None:

@@ -33,6 +33,17 @@ class TestbedState:
     disk_path: str = "/dev/sda"
     disk_mib: int = 64
     faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
+    accel: str = ""  # VM tier: tcg or kvm; empty for emulated nodes
+
+    @property
+    def vm(self) -> bool:
+        """Whether the nodes are virtual machines."""
+        return bool(self.accel)
+
+    @property
+    def links(self) -> str:
+        """The nodes' links: ``veth``, ``tap`` (VMs) or ``none`` (CMCs only)."""
+        return "none" if self.cmc_only else "tap" if self.vm else "veth"
 
     @property
     def layout(self) -> Layout:

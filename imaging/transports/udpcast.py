@@ -136,6 +136,9 @@ class Udpcast(Transport):
         return UdpcastParser(image_size)
 
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
-        """``zstd -c DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver."""
-        return pipeline(f"zstd -q -c -1 {shlex.quote(disk)}",
+        """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver.
+
+        The disk is zstd's standard input: given as a file name, a block
+        device is "not a regular file" to zstd, which skips it."""
+        return pipeline(f"zstd -q -c -1 < {shlex.quote(disk)}",
                         f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}")

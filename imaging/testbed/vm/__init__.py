@@ -1,0 +1,1 @@
+"""The VM tier of the testbed: qemu machines booting over PXE."""

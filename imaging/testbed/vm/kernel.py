@@ -1,0 +1,134 @@
+"""The Linux kernel the testbed's virtual machines boot, and the host commands
+the VM builders need.
+
+The kernel is Debian's own package (``linux-image-<abi>-amd64``), fetched by
+``make vm-packages`` into :data:`PACKAGE_DIR` and unpacked, never installed:
+its tree (``boot/vmlinuz-<version>``, ``lib/modules/<version>/``) is needed
+only while the initramfs and the boot images are built.  The package ships no
+``modules.dep``: :func:`unpack` runs ``depmod`` on the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import ImagingError, UsageError
+from ..procs import run
+
+PACKAGE_DIR = Path("/var/cache/imaging-testbed")
+# linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb, not the -cloud-amd64 or -rt-amd64 flavours
+PACKAGE_RE = re.compile(r"linux-image-\d+\.\d+\.\d+-\d+-amd64_(?P<version>[^_]+)_amd64\.deb")
+FETCH_HINT = "run `make vm-packages` (it runs `apt-get download linux-image-<abi>-amd64` into that folder)"
+
+# The host commands the VM builders run or copy, and the Debian package of each.
+HOST_TOOLS = {
+    "dpkg-deb": "dpkg", "depmod": "kmod", "modprobe": "kmod", "ldd": "libc-bin",
+    "busybox": "busybox-static", "dash": "dash", "udp-receiver": "udpcast", "zstd": "zstd",
+    "nc.openbsd": "netcat-openbsd", "dropbear": "dropbear-bin",
+    "mkfs.vfat": "dosfstools", "syslinux": "syslinux", "mcopy": "mtools", "mtype": "mtools", "mdir": "mtools",
+}
+_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def tool(name: str) -> str:
+    """The path of host command ``name`` (one of :data:`HOST_TOOLS`; sbin folders
+    searched too); UsageError naming the Debian package to install when missing."""
+    found = shutil.which(name, path=_TOOL_PATH)
+    if found is None:
+        raise UsageError(f"{name} is missing: install its Debian package (apt-get install {HOST_TOOLS[name]})")
+    return found
+
+
+def missing_tools() -> list[str]:
+    """The Debian packages of :data:`HOST_TOOLS` that are not installed."""
+    return sorted({package for name, package in HOST_TOOLS.items() if shutil.which(name, path=_TOOL_PATH) is None})
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """An unpacked Debian kernel package."""
+
+    tree: Path  # the unpacked package (boot/, lib/modules/<version>/)
+    version: str  # e.g. "6.1.0-56-amd64"
+
+    @property
+    def vmlinuz(self) -> Path:
+        """The kernel image."""
+        return self.tree / "boot" / f"vmlinuz-{self.version}"
+
+    def modules_for(self, names: Sequence[str]) -> list[Path]:
+        """The ``.ko`` files to insmod, in this order, to load modules ``names``:
+        dependencies before their users (``virtio_ring`` before ``virtio``),
+        each file once.  Modules built into the kernel need no file.
+
+        Asks ``modprobe --show-depends`` (milliseconds, so not async); raises
+        ImagingError naming a module the kernel does not have.
+        """
+        found: list[Path] = []
+        for name in names:
+            argv = [tool("modprobe"), "-d", str(self.tree), "-S", self.version, "--show-depends", name]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise ImagingError(f"kernel {self.version} has no module {name}: {done.stderr.strip()}")
+            for line in done.stdout.splitlines():
+                words = line.split()
+                if words[:1] == ["insmod"] and Path(words[1]) not in found:
+                    found.append(Path(words[1]))
+        return found
+
+
+def find_package(directory: Path = PACKAGE_DIR) -> Path:
+    """The newest Debian kernel package (``linux-image-<abi>-amd64_<version>_amd64.deb``)
+    in ``directory``; UsageError saying how to fetch one when there is none."""
+    versions: dict[Path, tuple[int, ...]] = {}  # package → the numbers of its version
+    for path in directory.glob("linux-image-*.deb"):
+        if match := PACKAGE_RE.fullmatch(path.name):
+            versions[path] = tuple(int(n) for n in re.findall(r"\d+", match["version"]))
+    if not versions:
+        raise UsageError(f"no Debian kernel package (linux-image-*-amd64_*.deb) in {directory}: {FETCH_HINT}")
+    return max(versions, key=versions.__getitem__)
+
+
+def _kernel_in(tree: Path) -> Kernel:
+    """The kernel of an unpacked package tree; ImagingError when it holds none or several."""
+    modules = tree / "lib" / "modules"
+    versions = sorted(p.name for p in modules.iterdir()) if modules.is_dir() else []
+    if len(versions) != 1:
+        raise ImagingError(f"{tree} holds {len(versions)} kernel module trees, not one: is it a kernel package?")
+    return Kernel(tree, versions[0])
+
+
+async def unpack(deb: Path, cache_dir: Path) -> Kernel:
+    """The kernel of package ``deb``, unpacked into ``cache_dir/kernel-<deb stem>/``
+    (with a ``modules.dep``) the first time, reused afterwards.
+
+    The tree is built in a temporary folder beside it and renamed into place,
+    so a half-unpacked tree is never taken for a good one.
+    """
+    target = cache_dir / f"kernel-{deb.stem}"
+    if target.is_dir():
+        return _kernel_in(target)
+    if not deb.is_file():
+        raise UsageError(f"no kernel package {deb}: {FETCH_HINT}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".kernel-{deb.stem}-"))
+    try:
+        await run(tool("dpkg-deb"), "-x", str(deb), str(scratch))
+        kernel = _kernel_in(scratch)
+        await run(tool("depmod"), "-b", str(scratch), kernel.version)
+        os.chmod(scratch, 0o755)  # mkdtemp made it 0700
+        try:
+            scratch.rename(target)
+        except OSError:  # unpacked meanwhile by another builder: use theirs
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _kernel_in(target)

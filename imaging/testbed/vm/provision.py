@@ -1,0 +1,90 @@
+"""What ``imaging-testbed up --vm`` puts in place before any qemu starts.
+
+From the Debian kernel package (unpacked, never installed): the imaging OS
+(kernel + initramfs) in the TFTP tree, the repository's ``default`` image
+(a bootable disk image whose OS answers ssh and names itself in
+``/etc/imaging-image``), a bootable "factory" image on each machine's disk,
+and the accelerator.  Builds are cached under ``DIR/cache/vm`` and redone
+only when an input changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import UsageError
+from .. import pxe
+from ..images import TestImage, new_identity
+from ..layout import Layout
+from . import accel, bootimage, initramfs, kernel
+from .machine import QEMU
+
+IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")  # what qemu's virtio-net boots from
+TOOLS = (QEMU, "dnsmasq")  # beyond what the builders need (kernel.HOST_TOOLS)
+MAX_VMS = 16
+DISK_MIB = 32
+IMAGE_MIB = 16
+HARD_DRIVE = "/dev/vda"  # a virtio-blk disk
+
+
+@dataclass(frozen=True)
+class VmBuild:
+    """What the VMs run, and how."""
+
+    kernel: kernel.Kernel
+    imaging_os: Path  # its initramfs
+    default_image: TestImage
+    accel: str  # tcg | kvm
+    accel_reason: str
+
+
+def missing_requirements() -> str | None:
+    """Why VMs cannot run here (a missing program or file), or None."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None] + kernel.missing_tools()
+    missing += [str(path) for path in (IPXE_ROM, pxe.PXELINUX, pxe.LDLINUX) if not path.exists()]
+    return f"missing: {', '.join(missing)}" if missing else None
+
+
+def check_requirements() -> None:
+    """UsageError naming the fix when VMs cannot run here."""
+    why = missing_requirements()
+    if why:
+        raise UsageError(f"the VM tier needs qemu, iPXE, pxelinux and the node programs ({why});"
+                         f" install them with: make vm-packages")
+
+
+async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], requested_accel: str,
+                    package: Path | None = None) -> VmBuild:
+    """Build (or reuse) the kernel tree, the two initramfs files and the images;
+    fill the TFTP tree, write each machine's disk (``disk_mib`` by node name)
+    and choose the accelerator.  The testbed's ssh keys must exist."""
+    check_requirements()
+    cache = layout.vm_cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    tree = await kernel.unpack(package or kernel.find_package(), cache)
+    imaging_os = await initramfs.build_imaging_os(tree, cache)
+    disk_os = await initramfs.build_disk_os(tree, cache, [layout.host_key, layout.rsa_host_key],
+                                            layout.client_key.with_name(layout.client_key.name + ".pub"))
+    pxe.prepare_tftp(layout, tree.vmlinuz, imaging_os)
+    target = layout.images_dir / "default.img"
+    target.unlink(missing_ok=True)
+    default = await bootimage.make_boot_image(tree, disk_os, target, image_mib, new_identity("default"))
+    slots = asyncio.Semaphore(4)
+
+    async def factory(name: str, mib: int) -> None:
+        disk = layout.disk_path(layout.node_by_name(name))
+        disk.unlink(missing_ok=True)
+        if mib >= image_mib:  # a machine as delivered: its own bootable OS
+            async with slots:
+                await bootimage.make_boot_image(tree, disk_os, disk, image_mib, new_identity(f"factory-{name}"))
+        else:  # too small for any OS: a blank disk
+            disk.touch()
+        os.truncate(disk, mib << 20)
+
+    await asyncio.gather(*(factory(name, mib) for name, mib in disk_mib.items()))
+    chosen, reason = await accel.choose(requested_accel, tree.vmlinuz, imaging_os, cache)
+    return VmBuild(tree, imaging_os, default, chosen, reason)

@@ -1,0 +1,236 @@
+"""The VM tier's builders: the kernel tree, the two initramfs and the bootable
+test images.  No VM boots here (the VM tier's end-to-end tests do that); these
+tests need Debian's kernel package and the builders' tools, and skip without them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from imaging.errors import ImagingError, UsageError
+from imaging.testbed.images import MTOOLS_ENV, new_identity, read_identity, sha256_file
+from imaging.testbed.vm.bootimage import make_boot_image
+from imaging.testbed.vm.initramfs import (
+    DHCP_HOOK,
+    DHCP_HOOK_SCRIPT,
+    DISK_OS_PROGRAMS,
+    FAT_MODULES,
+    IMAGING_OS_PROGRAMS,
+    MODULE_LIST,
+    NET_MODULES,
+    build_disk_os,
+    build_imaging_os,
+)
+from imaging.testbed.vm.kernel import Kernel, find_package, missing_tools, tool, unpack
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="session")
+def vm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build cache for the whole session: the kernel is unpacked once."""
+    return tmp_path_factory.mktemp("vm-cache")
+
+
+@pytest.fixture(scope="session")
+def kernel(vm_cache: Path) -> Kernel:
+    """Debian's kernel, unpacked; skips without the package or the tools."""
+    try:
+        deb = find_package()
+    except UsageError as exc:
+        pytest.skip(str(exc))
+    if missing := missing_tools():
+        pytest.skip(f"the VM builders need the Debian packages {' '.join(missing)}")
+    return asyncio.run(unpack(deb, vm_cache))
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
+    """Two host key files and an authorized public key (the builders copy them, unread)."""
+    folder = tmp_path_factory.mktemp("keys")
+    host_keys = [folder / "dropbear_ed25519_host_key", folder / "dropbear_rsa_host_key"]
+    for key in host_keys:
+        key.write_bytes(b"host key " + key.name.encode())
+    public = folder / "id_ed25519.pub"
+    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample test\n")
+    return host_keys, public
+
+
+@pytest.fixture(scope="session")
+def imaging_os(kernel: Kernel, vm_cache: Path) -> Path:
+    """The imaging OS's initramfs."""
+    return asyncio.run(build_imaging_os(kernel, vm_cache))
+
+
+@pytest.fixture(scope="session")
+def disk_os(kernel: Kernel, vm_cache: Path, keys: tuple[list[Path], Path]) -> Path:
+    """The disk OS's initramfs."""
+    return asyncio.run(build_disk_os(kernel, vm_cache, *keys))
+
+
+def cpio(initramfs: Path, *options: str) -> bytes:
+    """What GNU cpio says of (or extracts from) a compressed initramfs."""
+    archive = subprocess.run([tool("zstd"), "-dc", str(initramfs)], capture_output=True, check=True).stdout
+    return subprocess.run(["cpio", "--quiet", *options], input=archive, capture_output=True, check=True).stdout
+
+
+def cpio_names(initramfs: Path) -> set[str]:
+    """The paths a compressed initramfs holds."""
+    return set(cpio(initramfs, "-t").decode().splitlines())
+
+
+def cpio_modes(initramfs: Path) -> dict[str, str]:
+    """The permissions (``ls -l`` style) of what a compressed initramfs holds, symbolic links aside."""
+    lines = cpio(initramfs, "-tv").decode().splitlines()
+    return {line.split()[-1]: line.split()[0] for line in lines if not line.startswith("l")}
+
+
+def cpio_member(initramfs: Path, name: str) -> bytes:
+    """The contents of one file of a compressed initramfs."""
+    return cpio(initramfs, "-i", "--to-stdout", name)
+
+
+def libraries(program: str) -> set[str]:
+    """The libraries and loader ``ldd`` shows for host command ``program``, as paths in an initramfs."""
+    out = subprocess.run([tool("ldd"), tool(program)], capture_output=True, text=True, check=False).stdout
+    return {m[1].lstrip("/") for m in re.finditer(r"(/\S+) \(0x", out)}
+
+
+def test_find_package_explains_how_to_fetch_one(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="make vm-packages"):
+        find_package(tmp_path)
+    with pytest.raises(UsageError, match="apt-get download linux-image"):
+        find_package(tmp_path / "absent")
+
+
+def test_find_package_takes_the_newest_generic_amd64_kernel(tmp_path: Path) -> None:
+    for name in ("linux-image-6.1.0-9-amd64_6.1.27-1_amd64.deb",
+                 "linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb",
+                 "linux-image-6.1.0-10-amd64_6.1.38-2_amd64.deb",
+                 "linux-image-6.1.0-60-cloud-amd64_6.1.200-1_amd64.deb",
+                 "linux-image-6.1.0-60-rt-amd64_6.1.200-1_amd64.deb",
+                 "linux-image-amd64_6.1.200-1_amd64.deb"):
+        (tmp_path / name).touch()
+    assert find_package(tmp_path).name == "linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb"
+
+
+async def test_unpacked_tree_is_reused(kernel: Kernel, vm_cache: Path) -> None:
+    assert kernel.vmlinuz.is_file()
+    assert (kernel.tree / "lib" / "modules" / kernel.version / "modules.dep").is_file()
+    started = time.monotonic()
+    assert await unpack(find_package(), vm_cache) == kernel
+    assert time.monotonic() - started < 0.5
+    assert [p.name for p in vm_cache.iterdir() if p.name.startswith(".kernel")] == []  # no scratch left
+
+
+def test_modules_come_dependencies_first_each_once(kernel: Kernel) -> None:
+    wanted = [*NET_MODULES, *FAT_MODULES]
+    files = kernel.modules_for(wanted)
+    names = [f.name.removesuffix(".ko").replace("-", "_") for f in files]
+    assert len(names) == len(set(names))
+    assert set(wanted) <= set(names)
+    assert names.index("virtio_ring") < names.index("virtio") < names.index("virtio_pci")
+    modules_dir = kernel.tree / "lib" / "modules" / kernel.version
+    depends = {}
+    for line in (modules_dir / "modules.dep").read_text().splitlines():
+        module, _, deps = line.partition(":")
+        depends[modules_dir / module] = [modules_dir / d for d in deps.split()]
+    for position, module in enumerate(files):
+        assert set(depends[module]) <= set(files[:position]), f"{module.name} before its dependencies"
+    with pytest.raises(ImagingError, match="no module"):
+        kernel.modules_for(["no_such_module"])
+
+
+def test_imaging_os_holds_init_programs_libraries_and_modules(kernel: Kernel, imaging_os: Path) -> None:
+    names = cpio_names(imaging_os)
+    expected = {"init", "dev/console", "bin/busybox", "sbin/udhcpc", "usr/sbin/telnetd", DHCP_HOOK, MODULE_LIST}
+    expected |= set(IMAGING_OS_PROGRAMS)
+    for program in ("busybox", *IMAGING_OS_PROGRAMS.values()):
+        expected |= libraries(program)
+    modules = kernel.modules_for(NET_MODULES)
+    expected |= {str(m.relative_to(kernel.tree)) for m in modules}
+    assert expected <= names, f"missing: {sorted(expected - names)}"
+    # the programs are Debian's, not busybox applets of the same name
+    assert cpio_member(imaging_os, "usr/bin/nc") == Path(tool("nc.openbsd")).read_bytes()
+    assert cpio_member(imaging_os, "bin/sh") == Path(tool("dash")).read_bytes()
+    order = cpio_member(imaging_os, MODULE_LIST).decode().split()
+    assert order == [str(m.relative_to(kernel.tree)) for m in modules]
+    init = cpio_member(imaging_os, "init").decode()
+    assert init.startswith("#!/bin/busybox sh") and not re.search(r"__[A-Z_]+__", init)
+    assert "start 23 telnet telnetd -F -l /bin/sh -p 23" in init and "state dhcp" in init
+
+
+def test_disk_os_holds_dropbear_keys_and_root_login(kernel: Kernel, disk_os: Path,
+                                                    keys: tuple[list[Path], Path]) -> None:
+    host_keys, public = keys
+    listing = cpio_modes(disk_os)
+    expected = {"init", "etc/passwd", "root/.ssh/authorized_keys", *DISK_OS_PROGRAMS}
+    expected |= {f"etc/dropbear/{k.name}" for k in host_keys} | libraries("dropbear")
+    expected |= {str(m.relative_to(kernel.tree)) for m in kernel.modules_for([*NET_MODULES, *FAT_MODULES])}
+    assert expected <= set(listing), f"missing: {sorted(expected - set(listing))}"
+    assert listing["root"] == "drwx------" and listing["root/.ssh"] == "drwx------"
+    assert listing["root/.ssh/authorized_keys"] == "-rw-------"
+    assert cpio_member(disk_os, "root/.ssh/authorized_keys") == public.read_bytes()
+    assert cpio_member(disk_os, "etc/passwd").decode().startswith("root:x:0:0:root:/root:/bin/sh")
+    init = cpio_member(disk_os, "init").decode()
+    assert all(f"-r /etc/dropbear/{k.name}" in init for k in host_keys)
+    assert "/etc/imaging-image" in init and "start 22 ssh dropbear" in init
+    assert not re.search(r"__[A-Z_]+__", init)
+
+
+def test_dhcp_hook_writes_no_file() -> None:
+    """A udhcpc hook that wrote /etc/resolv.conf once cut a host off its registries."""
+    assert set(re.findall(r">>?\s*([^\s&;]+)", DHCP_HOOK_SCRIPT)) <= {"/dev/null"}
+    assert "broadcast" in DHCP_HOOK_SCRIPT
+
+
+async def test_initramfs_rebuilt_only_when_an_input_changes(kernel: Kernel, vm_cache: Path, imaging_os: Path,
+                                                           disk_os: Path, keys: tuple[list[Path], Path],
+                                                           tmp_path: Path) -> None:
+    made = imaging_os.stat().st_mtime_ns
+    assert await build_imaging_os(kernel, vm_cache) == imaging_os
+    assert imaging_os.stat().st_mtime_ns == made
+    host_keys, public = keys
+    assert await build_disk_os(kernel, vm_cache, host_keys, public) == disk_os
+    other = tmp_path / "other.pub"
+    other.write_text(public.read_text().replace("test", "another"))
+    rebuilt = await build_disk_os(kernel, vm_cache, host_keys, other)
+    assert rebuilt != disk_os and rebuilt.exists() and disk_os.exists()
+    assert cpio_member(rebuilt, "root/.ssh/authorized_keys") == other.read_bytes()
+    assert [p.name for p in vm_cache.iterdir() if p.name.startswith(".")] == []  # no scratch left
+
+
+async def test_boot_image_holds_syslinux_kernel_initrd_and_identity(kernel: Kernel, disk_os: Path,
+                                                                    tmp_path: Path) -> None:
+    identity = new_identity("vm-test")
+    target = tmp_path / "boot.img"
+    image = await make_boot_image(kernel, disk_os, target, 16, identity)
+    assert image.path == target and image.identity == identity and image.raw_size == 16 * MIB
+    assert target.stat().st_size == 16 * MIB
+    assert image.sha256 == image.raw_sha256 == sha256_file(target)
+    assert await read_identity(target) == identity
+    boot_sector = target.read_bytes()[:512]
+    assert boot_sector[510:] == b"\x55\xaa" and b"SYSLINUX" in boot_sector
+    listing = subprocess.run([tool("mdir"), "-a", "-b", "-i", str(target), "::/"], capture_output=True, text=True,
+                             check=True, env=MTOOLS_ENV).stdout.split()
+    assert {"::/vmlinuz", "::/initrd.img", "::/syslinux.cfg", "::/ldlinux.sys", "::/ldlinux.c32"} <= set(listing)
+    config = subprocess.run([tool("mtype"), "-i", str(target), "::/syslinux.cfg"], capture_output=True, text=True,
+                            check=True, env=MTOOLS_ENV).stdout
+    assert "KERNEL /vmlinuz" in config and "INITRD /initrd.img" in config and "console=ttyS0" in config
+    initrd = subprocess.run([tool("mcopy"), "-i", str(target), "::/initrd.img", "-"], capture_output=True,
+                            check=True, env=MTOOLS_ENV).stdout
+    assert initrd == disk_os.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["boot.img"]  # made beside it, renamed
+
+
+async def test_boot_image_refuses_a_bad_identity_or_size(kernel: Kernel, disk_os: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="identity"):
+        await make_boot_image(kernel, disk_os, tmp_path / "a.img", 16, "not an identity")
+    with pytest.raises(ValueError, match="at least"):
+        await make_boot_image(kernel, disk_os, tmp_path / "b.img", 4, new_identity("small"))
+    assert list(tmp_path.iterdir()) == []
