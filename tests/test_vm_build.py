@@ -130,7 +130,7 @@ async def test_unpacked_tree_is_reused(kernel: Kernel, vm_cache: Path) -> None:
 
 def test_modules_come_dependencies_first_each_once(kernel: Kernel) -> None:
     wanted = [*NET_MODULES, *FAT_MODULES]
-    files = kernel.modules_for(wanted)
+    files = asyncio.run(kernel.modules_for(wanted))
     names = [f.name.removesuffix(".ko").replace("-", "_") for f in files]
     assert len(names) == len(set(names))
     assert set(wanted) <= set(names)
@@ -143,7 +143,7 @@ def test_modules_come_dependencies_first_each_once(kernel: Kernel) -> None:
     for position, module in enumerate(files):
         assert set(depends[module]) <= set(files[:position]), f"{module.name} before its dependencies"
     with pytest.raises(ImagingError, match="no module"):
-        kernel.modules_for(["no_such_module"])
+        asyncio.run(kernel.modules_for(["no_such_module"]))
 
 
 def test_imaging_os_holds_init_programs_libraries_and_modules(kernel: Kernel, imaging_os: Path) -> None:
@@ -152,7 +152,7 @@ def test_imaging_os_holds_init_programs_libraries_and_modules(kernel: Kernel, im
     expected |= set(IMAGING_OS_PROGRAMS)
     for program in ("busybox", *IMAGING_OS_PROGRAMS.values()):
         expected |= libraries(program)
-    modules = kernel.modules_for(NET_MODULES)
+    modules = asyncio.run(kernel.modules_for(NET_MODULES))
     expected |= {str(m.relative_to(kernel.tree)) for m in modules}
     assert expected <= names, f"missing: {sorted(expected - names)}"
     # the programs are Debian's, not busybox applets of the same name
@@ -171,7 +171,7 @@ def test_disk_os_holds_dropbear_keys_and_root_login(kernel: Kernel, disk_os: Pat
     listing = cpio_modes(disk_os)
     expected = {"init", "etc/passwd", "root/.ssh/authorized_keys", *DISK_OS_PROGRAMS}
     expected |= {f"etc/dropbear/{k.name}" for k in host_keys} | libraries("dropbear")
-    expected |= {str(m.relative_to(kernel.tree)) for m in kernel.modules_for([*NET_MODULES, *FAT_MODULES])}
+    expected |= {str(m.relative_to(kernel.tree)) for m in asyncio.run(kernel.modules_for([*NET_MODULES, *FAT_MODULES]))}
     assert expected <= set(listing), f"missing: {sorted(expected - set(listing))}"
     assert listing["root"] == "drwx------" and listing["root/.ssh"] == "drwx------"
     assert listing["root/.ssh/authorized_keys"] == "-rw-------"

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     demo = action("demo", "up N nodes, then imaging-status, imaging-load, imaging-wait and imaging-list"
                           " against them, then down")
-    demo.add_argument("count", type=int, nargs="?", default=8, metavar="N", help="how many nodes (default 8)")
+    demo.add_argument("count", type=int, nargs="?", metavar="N", help="how many nodes (default 8, VMs 3)")
     demo.add_argument("--image-size", type=int, default=64, metavar="MiB",
                       help="the demo image (default 64; VMs load their bootable default image)")
     _vm_options(demo)
@@ -92,7 +92,7 @@ def _vm_options(parser: argparse.ArgumentParser) -> None:
     """``--vm`` and the options of the VM tier."""
     parser.add_argument("--vm", action="store_true",
                         help="qemu virtual machines booting over PXE instead of emulated nodes (slower, real)")
-    parser.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
+    parser.add_argument("--accel", choices=("auto", "tcg", "kvm"),
                         help="VMs: KVM where a probe boot shows it works (auto, the default), or force one")
     parser.add_argument("--kernel-package", type=Path, metavar="DEB",
                         help="VMs: the Debian kernel package (default: the newest one make vm-packages fetched)")
@@ -105,12 +105,15 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     from ..testbed import lifecycle
 
     directory: Path = args.dir
+    if args.action in ("up", "demo") and not args.vm and (args.accel or args.kernel_package):
+        from ..errors import UsageError
+        raise UsageError("--accel and --kernel-package are options of the VM tier: add --vm")
     if args.action == "up":
         record = asyncio.run(lifecycle.up(directory, args.count, boot_delay=args.boot_delay,
                                           faults=args.fault, cmc_only=args.cmc_only,
                                           disk_mib=args.disk_size, image_mib=args.image_size,
                                           disk_path=args.hard_drive, leases=args.leases, vm=args.vm,
-                                          accel=args.accel, kernel_package=args.kernel_package))
+                                          accel=args.accel or "auto", kernel_package=args.kernel_package))
         layout = record.layout
         kind = f" ({record.accel} VMs)" if record.vm else " (CMCs only)" if record.cmc_only else ""
         print(f"testbed {record.index} up: {record.count} nodes{kind},"
@@ -121,8 +124,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.action == "demo":
         from ..testbed import demo
         if args.vm:
-            return demo.run_vm(directory, args.count, args.accel, args.kernel_package)
-        return demo.run(directory, args.count, args.image_size)
+            return demo.run_vm(directory, args.count or 3, args.accel or "auto", args.kernel_package)
+        return demo.run(directory, args.count or 8, args.image_size)
     if args.action == "console":
         return _console(directory, args.node, args.follow)
     if args.action == "down":

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from . import network, state
 from .cmc import CmcServers
 from .control import ControlServer
-from .faults import Faults
+from .faults import Faults, check_vm_knob
 from .leases import LeasesService
 from .node import EmulatedNode, NodeStatus, PoweredNode
 
@@ -55,6 +55,8 @@ class Controller:
             node = self.nodes[self.layout.node_by_name(name).name]
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if self.record.vm:
+            check_vm_knob(spec)
         node.faults = node.faults.apply(spec)
         log.info("%s: faults now %s", node.info.name, node.faults.describe())
         await self._apply_network_faults()
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         filename=directory / "logs" / "controller.log", level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("qemu.qmp").setLevel(logging.WARNING)  # one QMP connection per CMC verb: no chatter
+    # one QMP connection per CMC verb, retried while qemu starts: the library's own logging is noise
+    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     asyncio.run(serve(directory))
     return 0
 

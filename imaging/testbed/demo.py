@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +48,11 @@ def _identity(directory: Path, layout: Layout, node: NodeInfo) -> int:
             "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
             f"root@{node.control_ip}", "cat", IDENTITY_FILE]
     print(f"\n$ ssh root@{node.name} cat {IDENTITY_FILE}", flush=True)
-    return lifecycle.run_in_server(directory, argv, env=dict(os.environ), timeout=60).returncode
+    try:
+        return lifecycle.run_in_server(directory, argv, env=dict(os.environ), timeout=60).returncode
+    except subprocess.TimeoutExpired:
+        print(f"ssh to {node.name} did not finish within 60 s", flush=True)
+        return 1
 
 
 def run(directory: Path, count: int, image_mib: int) -> int:

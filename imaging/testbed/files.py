@@ -19,6 +19,7 @@ class Profile:
 
     kind: str  # what the config's first line calls the testbed
     boot_timeout: float  # seconds from reset to telnet
+    cmc_timeout: float  # seconds for a CMC to answer
     backoff: float  # seconds between telnet/ssh attempts
     ssh_timeout: float
     bandwidth: int  # Mibit/s
@@ -27,11 +28,13 @@ class Profile:
 
 
 EMULATED = Profile(
-    kind="the emulated testbed", boot_timeout=10, backoff=0.25, ssh_timeout=2, bandwidth=150,
+    kind="the emulated testbed", boot_timeout=10, cmc_timeout=2, backoff=0.25, ssh_timeout=2, bandwidth=150,
     bandwidth_note="what two cores sustain for dozens of emulated receivers (a real 1 GbE testbed takes 500)",
     udpcast="""\
-# the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets
-sender_options = --blocksize 8192
+# the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets; slices of
+# 64 blocks (512 KiB, not udpcast's 8 MiB): every receiver writes and acknowledges a slice while
+# the next one flows, instead of dozens of receivers flushing 8 MiB each at once on two cores
+sender_options = --blocksize 8192 --max-slice-size 64
 # the disks are plain files: no sync after each write (udp-receiver's default for files)
 receiver_options = --nosync""")
 
@@ -42,6 +45,8 @@ def vm_profile(accel: str) -> Profile:
     slow = accel != "kvm"
     return Profile(
         kind=f"the VM testbed ({accel})", boot_timeout=150 if slow else 60, backoff=1, ssh_timeout=10 if slow else 5,
+        # a VM's CMC answers once qemu did it over QMP (a reset that QMP misses power-cycles qemu: seconds)
+        cmc_timeout=15,
         bandwidth=200, bandwidth_note="virtio-net guests; udpcast's flow control paces slower receivers",
         udpcast="""\
 # the VMs' disks are block devices: udp-receiver's defaults, as on hardware
@@ -64,7 +69,7 @@ rebootname = reboot
 [nodes]
 hard_drive = {disk_path}
 root_partition = none
-cmc_timeout = 2
+cmc_timeout = {p.cmc_timeout:g}
 idle_after_reset = 3
 boot_timeout = {p.boot_timeout:g}
 # {p.bandwidth_note}

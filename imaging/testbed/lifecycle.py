@@ -62,12 +62,20 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     """
     require_root("up")
     directory = directory.resolve()
+    if any(size is not None and size <= 0 for size in (disk_mib, image_mib)):
+        raise errors.UsageError("--disk-size and --image-size are positive numbers of MiB")
     if vm:
+        from .vm import accel as accelerators
         from .vm import provision
-        limit, disk_mib, image_mib = provision.MAX_VMS, disk_mib or provision.DISK_MIB, image_mib or provision.IMAGE_MIB
-        disk_path = disk_path or provision.HARD_DRIVE
+        limit = provision.MAX_VMS
+        disk_mib, image_mib = disk_mib or provision.DISK_MIB, image_mib or provision.IMAGE_MIB
         if cmc_only:
             raise errors.UsageError("--vm and --cmc-only do not go together: VMs are whole machines")
+        if disk_path not in (None, provision.HARD_DRIVE):
+            raise errors.UsageError(f"a VM's disk is its virtio disk {provision.HARD_DRIVE}: drop --hard-drive")
+        if accel not in accelerators.ACCELERATORS:
+            raise errors.UsageError(f"--accel {accel}: choose one of {', '.join(accelerators.ACCELERATORS)}")
+        disk_path = provision.HARD_DRIVE
         provision.check_requirements()
     else:
         limit = MAX_NODES if cmc_only else MAX_FULL_NODES
@@ -107,6 +115,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
         _spawn(layout, "controller", ["ip", "netns", "exec", layout.server_ns,
                                       sys.executable, "-m", "imaging.testbed.controller", str(directory)])
         await _wait_ready(layout)
+        if vm:
+            await _check_machines(layout)
         files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None)
     except BaseException:
         await down(directory)
@@ -233,6 +243,16 @@ async def _wait_ready(layout: Layout) -> None:
         await asyncio.sleep(0.05)
     raise errors.ImagingError(f"the controller did not start within {READY_TIMEOUT:g} s;"
                               f" see {layout.logs_dir / 'controller.log'}")
+
+
+async def _check_machines(layout: Layout) -> None:
+    """ImagingError naming the console log when a VM failed to start (the
+    controller powers every machine on before it answers)."""
+    answer = await control.call(layout.control_socket, "GET", "/status")
+    for node in control.statuses(answer):
+        if node.stage == "failed":
+            log_file = layout.console_log(layout.node_by_name(node.name))
+            raise errors.ImagingError(f"{node.name} did not start: {node.detail} (console: {log_file})")
 
 
 async def down(directory: Path) -> None:

@@ -3,10 +3,10 @@
 :class:`PoweredNode` holds what every node shares, the VMs of
 :mod:`imaging.testbed.vm.machine` included; :class:`EmulatedNode` is the
 fast tier's node.  Power state machine (driven by the CMC): ``on`` of an on node and ``reset``
-of an off node do nothing; ``off`` and ``reset`` kill everything the node
-runs (its PID namespace dies with its first process) and take its link
-down; ``on`` and ``reset`` bring the link up and, after the boot delay,
-start the firmware (:mod:`imaging.testbed.firmware`) in the node's network
+of an off node do nothing.  For an emulated node, ``off`` and ``reset`` kill
+everything the node runs (its PID namespace dies with its first process) and
+take its link down; ``on`` and ``reset`` bring the link up and, after the
+boot delay, start the firmware (:mod:`imaging.testbed.firmware`) in the node's network
 namespace, a private mount, UTS and PID namespace::
 
     ip netns exec NS unshare --mount --propagation private --uts --pid --fork \
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import stat
 import subprocess
 import time
@@ -35,6 +36,7 @@ from .procs import kill_netns, netns_pids, run, track, untrack
 log = logging.getLogger(__name__)
 
 KILL_WAIT = 3.0  # seconds for a node's processes to vanish after SIGKILL
+STATE_LINE = re.compile(r"@state (?P<stage>\S+) ?(?P<detail>.*)$")
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,11 @@ class PoweredNode:
                           self.detail, self.faults.describe(), self.boot_seconds)
 
     async def shutdown(self) -> None:
-        """Stop the node (the controller is going away)."""
+        """Stop the node (the controller is going away), whatever its power
+        state says: a transition cut short must not leave anything running."""
         async with self._lock:
-            if self.powered:
-                await self._stop()
+            self.powered = False
+            await self._power_down()
         if self._console is not None:
             self._console.close()
             self._console = None
@@ -124,7 +127,13 @@ class PoweredNode:
     async def _start(self) -> None:
         self.powered = True
         self._booting()
-        await self._power_up()
+        try:
+            await self._power_up()
+        except Exception as exc:  # e.g. its disk is gone: the node stays off, and says why
+            log.exception("%s: power-on failed", self.info.name)
+            self.powered = False
+            self.stage, self.detail = "failed", f"power-on failed: {exc}"
+            self._log(f"--- power-on failed: {exc} ---")
 
     async def _stop(self) -> None:
         self.powered = False
@@ -139,7 +148,7 @@ class PoweredNode:
         raise NotImplementedError
 
     async def _power_down(self) -> None:
-        """Stop everything the node runs (power is off)."""
+        """Stop everything the node runs (power is off); nothing when nothing runs."""
         raise NotImplementedError
 
     def _booting(self) -> None:
@@ -155,9 +164,11 @@ class PoweredNode:
         self._console.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def _console_line(self, line: str) -> None:
-        """Follow a line the node printed: ``@state WORD [detail]`` moves the boot stage."""
-        if line.startswith("@state "):
-            self.stage, _, self.detail = line.removeprefix("@state ").partition(" ")
+        """Follow a line the node printed: ``@state WORD [detail]`` moves the boot stage
+        (anywhere in the line: a kernel message may have landed before it on a serial console)."""
+        found = STATE_LINE.search(line)
+        if found:
+            self.stage, self.detail = found["stage"], found["detail"]
             if self.stage in ("telnet", "ssh"):
                 self.boot_seconds = round(time.monotonic() - self._powered_at, 3)
 

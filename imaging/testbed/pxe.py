@@ -34,7 +34,7 @@ DEFAULT imaging
 LABEL imaging
   KERNEL {IMAGING_OS}/vmlinuz
   INITRD {IMAGING_OS}/initrd.img
-  APPEND console=ttyS0 imaging-os
+  APPEND console=ttyS0 loglevel=4 imaging-os
 """
 
 

@@ -23,6 +23,7 @@ import pytest
 from imaging.errors import UsageError
 from imaging.testbed import lifecycle
 from imaging.testbed.images import TestImage, read_identity, sha256_file
+from imaging.testbed.procs import tracked
 from imaging.testbed.vm import kernel, provision
 from tests.testbed.conftest import Testbed, missing_requirements
 from tests.testbed.product import BIN, product
@@ -135,6 +136,13 @@ def test_load_wait_save_and_load_the_save_elsewhere(vms: Testbed, default_image:
     assert vms.ssh(3, f"dd if=/dev/vda bs=1M skip={MARK_OFFSET >> 20} count=1 2>/dev/null | head -c {len(mark)}",
                    timeout=20).stdout == mark
     assert no_links(vms)
+    # every reset was QMP's system_reset: none fell back to killing and restarting qemu
+    controller_log = (vms.dir / "logs" / "controller.log").read_text()
+    assert "power-cycling qemu" not in controller_log and "killing qemu" not in controller_log
+    for number in range(1, VMS + 1):
+        assert "--- reset ---" in vms.layout.console_log(vms.node(number)).read_text()
+    statuses = vms.status()
+    assert all(statuses[f"fit0{n}"].stage == "ssh" and statuses[f"fit0{n}"].boot_seconds for n in (1, 2, 3))
     print("VM timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
 
 
@@ -166,5 +174,8 @@ def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image:
     assert event["retry"].endswith(" 2-3")
     assert time.monotonic() - started < int(TIMEOUT) + 2
     assert no_links(vms)
+    off = vms.status()["fit02"]
+    assert off.power == "off" and off.stage == "off"
+    assert "fit02" not in [p.name for p in tracked(vms.dir / "run") if p.alive()], "fit02's qemu is gone"
     print(f"fit02: {summary['fit02']['detail']}")
     vms.fault(3, "clear")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 20.0  # seconds: a KVM guest reaches its init in one or two
 ACCELERATORS = ("auto", "tcg", "kvm")
+RUN_INIT = b"Run /init as init process"  # the kernel's last word before the initramfs runs
 
 
 def kvm_unusable(device: Path = Path("/dev/kvm"), cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -42,7 +43,8 @@ def kvm_unusable(device: Path = Path("/dev/kvm"), cpuinfo: Path = Path("/proc/cp
 
 
 async def probe_boot(kernel: Path, initrd: Path, qemu: str = QEMU, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether the imaging OS boots to its first ``@state`` line under KVM within ``timeout`` s."""
+    """Whether the kernel boots to the imaging OS's init under KVM within ``timeout`` s
+    (the kernel's ``Run /init`` line, or any ``@state`` line of the init)."""
     proc = await asyncio.create_subprocess_exec(
         qemu, "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-display", "none",
         "-m", "128", "-kernel", str(kernel), "-initrd", str(initrd), "-append", "console=ttyS0 imaging-os",
@@ -52,7 +54,7 @@ async def probe_boot(kernel: Path, initrd: Path, qemu: str = QEMU, timeout: floa
     try:
         async with asyncio.timeout(timeout):
             async for line in proc.stdout:
-                if line.startswith(b"@state "):
+                if RUN_INIT in line or line.startswith(b"@state "):
                     return True
         return False
     except TimeoutError:

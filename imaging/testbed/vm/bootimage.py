@@ -30,7 +30,7 @@ DEFAULT disk-os
 LABEL disk-os
   KERNEL /{KERNEL_NAME}
   INITRD /{INITRD_NAME}
-  APPEND console=ttyS0 imaging-disk-os
+  APPEND console=ttyS0 loglevel=4 imaging-disk-os
 """
 FAT_SLACK = MIB  # room for the FAT tables, folders and syslinux's ldlinux.sys and ldlinux.c32
 

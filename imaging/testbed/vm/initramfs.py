@@ -112,7 +112,7 @@ start() {
     serve "$@" &
     n=0
     until listening "$port" || [ $n -ge 50 ]; do sleep 0.1; n=$((n + 1)); done
-    state "$word"
+    if listening "$port"; then state "$word"; else state failed "$1 does not listen on port $port"; fi
 }
 
 hostname __NAME__
@@ -265,7 +265,7 @@ async def _base_tree(kernel: Kernel, name: str, modules: Sequence[str], programs
     tree.char_device("dev/console", 5, 1)
     tree.symlink("var/run", "/run")
     await _add_programs(tree, programs)
-    files = kernel.modules_for(modules)
+    files = await kernel.modules_for(modules)
     listed = [str(f.relative_to(kernel.tree)) for f in files]
     for path, source in zip(listed, files, strict=True):
         tree.copy(path, source, 0o644)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,21 +62,21 @@ class Kernel:
         """The kernel image."""
         return self.tree / "boot" / f"vmlinuz-{self.version}"
 
-    def modules_for(self, names: Sequence[str]) -> list[Path]:
+    async def modules_for(self, names: Sequence[str]) -> list[Path]:
         """The ``.ko`` files to insmod, in this order, to load modules ``names``:
         dependencies before their users (``virtio_ring`` before ``virtio``),
         each file once.  Modules built into the kernel need no file.
 
-        Asks ``modprobe --show-depends`` (milliseconds, so not async); raises
-        ImagingError naming a module the kernel does not have.
+        Asks ``modprobe --show-depends``; raises ImagingError naming a module
+        the kernel does not have.
         """
         found: list[Path] = []
         for name in names:
-            argv = [tool("modprobe"), "-d", str(self.tree), "-S", self.version, "--show-depends", name]
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise ImagingError(f"kernel {self.version} has no module {name}: {done.stderr.strip()}")
-            for line in done.stdout.splitlines():
+            try:
+                out = await run(tool("modprobe"), "-d", str(self.tree), "-S", self.version, "--show-depends", name)
+            except ImagingError as exc:
+                raise ImagingError(f"kernel {self.version} has no module {name}: {exc}") from None
+            for line in out.splitlines():
                 words = line.split()
                 if words[:1] == ["insmod"] and Path(words[1]) not in found:
                     found.append(Path(words[1]))

@@ -53,12 +53,13 @@ class QmpError(Exception):
     """A QMP command could not be carried out."""
 
 
-async def qmp(socket: Path, command: str, timeout: float = QMP_TIMEOUT) -> object:
+async def qmp(socket: Path, command: str, timeout: float = QMP_TIMEOUT,
+              proc: asyncio.subprocess.Process | None = None) -> object:
     """Run one QMP ``command`` on the qemu listening on ``socket``; its return value.
 
-    Connects (retrying while qemu is still creating its socket), negotiates,
-    runs the command and disconnects, all within ``timeout`` seconds.
-    Raises QmpError when that fails.
+    Connects (retrying while qemu is still creating its socket, unless
+    ``proc``, that qemu, has exited), negotiates, runs the command and
+    disconnects, all within ``timeout`` seconds.  Raises QmpError when that fails.
     """
     from qemu.qmp import QMPClient, QMPError
 
@@ -69,7 +70,9 @@ async def qmp(socket: Path, command: str, timeout: float = QMP_TIMEOUT) -> objec
                 try:
                     await client.connect(str(socket))
                     break
-                except (QMPError, OSError):
+                except (QMPError, OSError) as exc:
+                    if proc is not None and proc.returncode is not None:
+                        raise QmpError(f"{command}: qemu has exited (status {proc.returncode})") from exc
                     await asyncio.sleep(0.05)
             try:
                 return await client.execute(command)
@@ -82,6 +85,11 @@ async def qmp(socket: Path, command: str, timeout: float = QMP_TIMEOUT) -> objec
         raise QmpError(f"{command}: {exc}") from None
 
 
+def _option_value(path: Path) -> str:
+    """``path`` as a qemu option value (a comma is doubled, else it separates options)."""
+    return str(path).replace(",", ",,")
+
+
 def qemu_argv(layout: Layout, info: NodeInfo, vm: VmSettings) -> list[str]:
     """The qemu command line of ``info``'s machine."""
     accel = ["-accel", "kvm", "-cpu", "host"] if vm.accel == "kvm" else ["-accel", "tcg,tb-size=32"]
@@ -89,13 +97,14 @@ def qemu_argv(layout: Layout, info: NodeInfo, vm: VmSettings) -> list[str]:
         vm.qemu, "-name", f"{info.name},process=imaging-{info.name}",
         "-nodefaults", "-no-user-config", "-display", "none", *accel,
         "-machine", "pc", "-m", str(vm.memory_mib), "-smp", "1",
-        "-chardev", f"file,id=console,path={layout.console_log(info)},append=on", "-serial", "chardev:console",
+        "-chardev", f"file,id=console,path={_option_value(layout.console_log(info))},append=on",
+        "-serial", "chardev:console",
         "-netdev", f"tap,id=net0,ifname={info.veth},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=net0,mac={info.control_mac},bootindex=1",
-        "-drive", f"file={layout.disk_path(info)},if=none,id=disk0,format=raw,cache=unsafe",
+        "-drive", f"file={_option_value(layout.disk_path(info))},if=none,id=disk0,format=raw,cache=unsafe",
         "-device", "virtio-blk-pci,drive=disk0,bootindex=2",
         "-device", "virtio-rng-pci",
-        "-qmp", f"unix:{layout.qmp_socket(info)},server=on,wait=off",
+        "-qmp", f"unix:{_option_value(layout.qmp_socket(info))},server=on,wait=off",
     ]
 
 
@@ -111,35 +120,54 @@ class VirtualMachine(PoweredNode):
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
 
+    def _argv(self) -> list[str]:
+        """The qemu command line (:func:`qemu_argv`)."""
+        return qemu_argv(self.layout, self.info, self.vm)
+
     async def _power_up(self) -> None:
         disk = self.layout.disk_path(self.info)
-        size = (self.faults.disk_small_mib or self.settings.disk_mib) << 20
+        size = min(self.settings.disk_mib, self.faults.disk_small_mib or self.settings.disk_mib) << 20
         if disk.stat().st_size != size:  # a disk keeps its size (a small-disk fault applies from power-on)
             os.truncate(disk, size)
-        self.layout.qmp_socket(self.info).unlink(missing_ok=True)
+        socket = self.layout.qmp_socket(self.info)
+        socket.unlink(missing_ok=True)
         console = self.layout.console_log(self.info)
         self._log(f"--- power on: qemu starts ({self.vm.accel}) ---")
         offset = console.stat().st_size
         with open(console, "ab") as out:  # qemu's own messages go to the console log too
-            self._proc = await asyncio.create_subprocess_exec(
-                *qemu_argv(self.layout, self.info, self.vm), stdin=subprocess.DEVNULL, stdout=out,
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        track(self.layout.run_dir, self.info.name, self._proc.pid)
-        self._watch = asyncio.create_task(self._watch_machine(self._proc, console, offset),
+        self._proc = proc
+        track(self.layout.run_dir, self.info.name, proc.pid)
+        self._watch = asyncio.create_task(self._watch_machine(proc, console, offset),
                                           name=f"watch-{self.info.name}")
+        try:  # qemu answering QMP: it parsed its options and opened its tap and disk
+            await qmp(socket, "query-status", proc=proc)
+        except QmpError as exc:
+            await self._power_down()
+            raise QmpError(f"qemu did not start ({exc}); see {console}") from None
 
     async def _power_down(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            try:
-                await qmp(self.layout.qmp_socket(self.info), "quit")
-                async with asyncio.timeout(QUIT_WAIT):
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            if proc.returncode is None:
+                try:
+                    await qmp(self.layout.qmp_socket(self.info), "quit", proc=proc)
+                    async with asyncio.timeout(QUIT_WAIT):
+                        await proc.wait()
+                except (QmpError, TimeoutError) as exc:
+                    log.warning("%s: %s; killing qemu", self.info.name, exc)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
                     await proc.wait()
-            except (QmpError, TimeoutError) as exc:
-                log.warning("%s: %s; killing qemu", self.info.name, exc)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        except BaseException:  # cut short (the controller stops): the machine must not outlive its power
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+        self._proc = None
         if self._watch is not None:
             await self._watch
             self._watch = None
@@ -147,13 +175,13 @@ class VirtualMachine(PoweredNode):
         self._log("--- power off ---")
 
     async def _restart(self) -> None:
+        self._booting()  # before the reset: what the old boot prints from now on is not the new boot's
         try:
-            await qmp(self.layout.qmp_socket(self.info), "system_reset")
+            await qmp(self.layout.qmp_socket(self.info), "system_reset", proc=self._proc)
         except QmpError as exc:
             log.warning("%s: reset: %s; power-cycling qemu", self.info.name, exc)
             await super()._restart()
             return
-        self._booting()
         self._log("--- reset ---")
 
     async def _watch_machine(self, proc: asyncio.subprocess.Process, console: Path, offset: int) -> None:
@@ -163,7 +191,7 @@ class VirtualMachine(PoweredNode):
         follow.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follow
-        if self._proc is proc:  # not a power-off: qemu died or the guest powered itself off
+        if self.powered and self._proc is proc:  # not a power-off: qemu died, or the guest powered off
             self._proc = None
             self.powered = False
             self.stage, self.detail = "off", f"qemu exited with status {code}"
@@ -174,13 +202,16 @@ class VirtualMachine(PoweredNode):
     async def _follow(self, console: Path, offset: int) -> None:
         """Read what the machine prints to its console from ``offset`` on, line by line."""
         pending = b""
-        with open(console, "rb") as handle:
-            handle.seek(offset)
-            while True:
-                chunk = handle.read()
-                if not chunk:
-                    await asyncio.sleep(FOLLOW_INTERVAL)
-                    continue
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self._console_line(line.decode(errors="replace").strip("\r"))
+        try:
+            with open(console, "rb") as handle:
+                handle.seek(offset)
+                while True:
+                    chunk = handle.read()
+                    if not chunk:
+                        await asyncio.sleep(FOLLOW_INTERVAL)
+                        continue
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        self._console_line(line.decode(errors="replace").strip("\r"))
+        except OSError as exc:  # the log removed or unreadable: the stage stops moving, and the log says why
+            log.error("%s: cannot follow the console in %s: %s", self.info.name, console, exc)

@@ -1,6 +1,7 @@
 """What ``imaging-testbed up --vm`` puts in place before any qemu starts.
 
-From the Debian kernel package (unpacked, never installed): the imaging OS
+From the Debian kernel package (unpacked beside it, never installed, and
+shared by every testbed of the machine): the imaging OS
 (kernel + initramfs) in the TFTP tree, the repository's ``default`` image
 (a bootable disk image whose OS answers ssh and names itself in
 ``/etc/imaging-image``), a bootable "factory" image on each machine's disk,
@@ -65,10 +66,17 @@ async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], re
     check_requirements()
     cache = layout.vm_cache_dir
     cache.mkdir(parents=True, exist_ok=True)
-    tree = await kernel.unpack(package or kernel.find_package(), cache)
+    deb = package or kernel.find_package()
+    if not deb.is_file():
+        raise UsageError(f"--kernel-package {deb}: no such file; fetch one with make vm-packages")
+    # the unpacked tree (400 MB, needed only to build) is shared by the testbeds, beside its package
+    tree = await kernel.unpack(deb, deb.parent if os.access(deb.parent, os.W_OK) else cache)
     imaging_os = await initramfs.build_imaging_os(tree, cache)
     disk_os = await initramfs.build_disk_os(tree, cache, [layout.host_key, layout.rsa_host_key],
                                             layout.client_key.with_name(layout.client_key.name + ".pub"))
+    smallest = -(-bootimage.fat_kib(tree, disk_os) // 1024)
+    if image_mib < smallest:
+        raise UsageError(f"--image-size {image_mib}: a bootable image of this kernel needs at least {smallest} MiB")
     pxe.prepare_tftp(layout, tree.vmlinuz, imaging_os)
     target = layout.images_dir / "default.img"
     target.unlink(missing_ok=True)
