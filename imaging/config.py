@@ -83,6 +83,8 @@ KEYS: tuple[Key, ...] = (
     Key("frisbee", "client", "str", "frisbee", "the frisbee client, run on the node"),
     Key("frisbee", "imagezip", "str", "imagezip", "the disk compressor run on the node by save"),
     Key("frisbee", "netcat", "str", "nc", "netcat on the node, used by save"),
+    Key("frisbee", "imagedump", "str", "imagedump",
+        "Emulab's image inspector on the server: when installed, disks are checked against the image"),
     Key("udpcast", "sender", "str", "udp-sender", "the udpcast sender program, on the server"),
     Key("udpcast", "receiver", "str", "udp-receiver", "the udpcast receiver, run on the node"),
     Key("udpcast", "retries_until_drop", "int", "15",

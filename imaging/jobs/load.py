@@ -68,7 +68,7 @@ class Session:
     """One multicast session: its nodes, channel, sender, and the rendezvous between them."""
 
     def __init__(self, plan: LoadPlan, state: JobState, nodes: Sequence[Node], bandwidth: int,
-                 channel: Channel, emit: Emit, cmc: CmcClient) -> None:
+                 channel: Channel, emit: Emit, cmc: CmcClient, needed: int | None) -> None:
         self.plan, self.state, self.nodes, self.bandwidth = plan, state, nodes, bandwidth
         self.channel, self.emit, self.cmc = channel, emit, cmc
         self.ready: set[int] = set()
@@ -78,8 +78,7 @@ class Session:
         self.sender_error = "no sender: every other node of the session failed first"
         self.sender_up = asyncio.Event()
         self.finished = 0
-        # what the image fills on a disk: read once (e.g. the zstd frame header), checked per node
-        self.needed = plan.transport.disk_bytes_needed(plan.image.path)
+        self.needed = needed  # what the image fills on a disk (None: unknown), checked on each node
 
     def _settle(self, ready: Node | None) -> None:
         if ready is not None:
@@ -204,6 +203,8 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     except OSError as exc:
         raise ImagingError(f"cannot create the transport log folder {plan.log_dir} ({exc.strerror});"
                            " set [logging] transport_logs to a writable folder") from None
+    # read once per command (the zstd frame header, imagedump…), checked on each node's disk
+    needed = await plan.transport.disk_bytes_needed(plan.image.path)
     groups: dict[int, list[Node]] = defaultdict(list)
     for node in plan.nodes:
         groups[plan.bandwidth[node.number]].append(node)
@@ -214,7 +215,7 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
             channel = Channel(patterns.group(plan.pattern_multicast, number), patterns.port(plan.pattern_port, number))
             log.info("session %d: %s on %s:%d at %d Mibps", number, ",".join(n.hostname for n in nodes),
                      channel.group, channel.port, bandwidth)
-            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc))
+            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc, needed))
 
         async def one(session: Session, node: Node) -> None:
             result = await run_node(node, lambda n: session.node_flow(n, deadline), plan.timeout)

@@ -83,7 +83,7 @@ class Transport(ABC):
                          image: Path) -> str:
         """The shell command run on the node to write ``disk``; values are shell-quoted."""
 
-    def disk_bytes_needed(self, image: Path) -> int | None:
+    async def disk_bytes_needed(self, image: Path) -> int | None:
         """How many bytes of disk the image fills, when that can be known without the node."""
         return None
 

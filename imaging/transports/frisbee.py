@@ -10,12 +10,20 @@ the chunks still to come), then a ``Client <id> Performance:`` block and
 ``Left the team after 9 seconds on the field!``.  Builds used on some testbeds
 print ``Progress: 42%`` lines and a final ``Wrote <n> bytes (<m> actual)``;
 ``Short write`` means a disk error.  The exit status is the verdict.
+
+Where Emulab's ``imagedump`` is installed on the server, it tells how much of
+a disk an image covers (``covered sector range: [0-N]``, 512-byte sectors):
+each node's disk is checked against it before anything is written.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +35,17 @@ DOTS_RE = re.compile(r"^(\.*)\s*(\d+)\s+(\d+)\s*$")
 PERCENT_RE = re.compile(r"Progress:\s*([\d.]+)\s*%")
 WROTE_RE = re.compile(r"Wrote (\d+) bytes \((\d+) actual\)")
 LEFT_RE = re.compile(r"Left the team after (\d+) seconds")
+COVERED_RE = re.compile(r"covered sector range: \[(\d+)-(\d+)\]")
+SECTOR = 512
+IMAGEDUMP_TIMEOUT = 60.0  # seconds: imagedump reads the whole image
+
+log = logging.getLogger(__name__)
+
+
+def covered_bytes(imagedump_output: str) -> int | None:
+    """The bytes of disk an image covers, from ``imagedump``'s report; None without the line."""
+    found = COVERED_RE.search(imagedump_output)
+    return (int(found.group(2)) + 1) * SECTOR if found else None
 
 
 class FrisbeeParser(ProgressParser):
@@ -79,6 +98,7 @@ class Frisbee(Transport):
     client: str = "frisbee"
     imagezip: str = "imagezip"
     netcat: str = "nc"
+    imagedump: str = "imagedump"
 
     name = "frisbee"
     extensions = (".ndz",)
@@ -90,7 +110,7 @@ class Frisbee(Transport):
         return cls(server=config.get_str("frisbee", "server"),
                    server_options=config.get_str("frisbee", "server_options"),
                    client=config.get_str("frisbee", "client"), imagezip=config.get_str("frisbee", "imagezip"),
-                   netcat=config.get_str("frisbee", "netcat"))
+                   netcat=config.get_str("frisbee", "netcat"), imagedump=config.get_str("frisbee", "imagedump"))
 
     @property
     def sender_program(self) -> str:
@@ -106,6 +126,28 @@ class Frisbee(Transport):
                          image: Path) -> str:
         """``frisbee -i NODE -m GROUP -p PORT DISK``."""
         return shlex.join([self.client, "-i", node_ip, "-m", channel.group, "-p", str(channel.port), disk])
+
+    async def disk_bytes_needed(self, image: Path) -> int | None:
+        """The disk an image covers, asked of ``imagedump`` on the server; None
+        (no check) when it is not installed or says nothing usable (logged)."""
+        program = shutil.which(self.imagedump)
+        if program is None:
+            return None
+        proc = await asyncio.create_subprocess_exec(program, str(image), stdin=subprocess.DEVNULL,
+                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            async with asyncio.timeout(IMAGEDUMP_TIMEOUT):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("%s %s took more than %g s: no disk size check", program, image, IMAGEDUMP_TIMEOUT)
+            return None
+        needed = covered_bytes(out.decode(errors="replace")) if proc.returncode == 0 else None
+        if needed is None:
+            log.warning("%s %s (exit %s) gave no covered sector range: no disk size check", program, image,
+                        proc.returncode)
+        return needed
 
     def parser(self, image_size: int) -> FrisbeeParser:
         """A parser of the client's output (frisbee tells its own chunk count)."""

@@ -127,7 +127,7 @@ class Udpcast(Transport):
             argv[1:1] = ["--pipe", "zstd -d -q"]
         return shlex.join(argv)
 
-    def disk_bytes_needed(self, image: Path) -> int | None:
+    async def disk_bytes_needed(self, image: Path) -> int | None:
         """What the image fills on a disk: its raw size, or the zstd frame's content size."""
         return decompressed_size(image)
 

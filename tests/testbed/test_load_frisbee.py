@@ -28,13 +28,14 @@ from pathlib import Path
 import pytest
 
 from imaging.testbed.images import TestImage, make_image, sha256_file
-from imaging.transports.frisbee import FrisbeeParser
+from imaging.transports.frisbee import FrisbeeParser, covered_bytes
 
 from .conftest import Testbed, started_testbed
 
 DOUBLES = Path(__file__).resolve().parent.parent / "doubles"
 FRISBEED = DOUBLES / "frisbeed"
 FRISBEE = DOUBLES / "frisbee"
+IMAGEDUMP = DOUBLES / "imagedump"  # run on the server: no need to copy it where nodes see it
 BIN = Path(sys.executable).parent  # the venv's console scripts
 NODES = 3
 MIB = 2**20
@@ -165,6 +166,30 @@ def test_small_disk_fails_that_node_only(healthy: Testbed, frisbee_conf: Path, i
     assert "Short write" in transport_log(healthy, 2)
     assert links(healthy) == []
     assert doubles_running(healthy) == []
+
+
+def test_imagedump_refuses_a_small_disk_before_writing(healthy: Testbed, frisbee_conf: Path,
+                                                       image: TestImage) -> None:
+    conf = healthy.dir / "frisbee-imagedump.conf"
+    conf.write_text(frisbee_conf.read_text() + f"imagedump = {IMAGEDUMP}\n")
+    healthy.fault(2, "disk=small:2")
+    before = sha256_file(healthy.disk(2))
+    run = load(healthy, conf, "1-2")
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = summary(run)
+    assert results["fit01"]["ok"]
+    assert results["fit02"]["detail"] == "disk too small: fit02 has 2.0 MiB, the image needs 7.0 MiB"
+    assert sha256_file(healthy.disk(2)) == before, "nothing was written on the small disk"
+    assert links(healthy) == [] and doubles_running(healthy) == []
+
+
+def test_covered_bytes_from_imagedump_output() -> None:
+    out = subprocess.run([str(IMAGEDUMP), str(IMAGEDUMP)], capture_output=True, text=True, check=True).stdout
+    sectors = -(-IMAGEDUMP.stat().st_size // 512)
+    assert covered_bytes(out) == sectors * 512
+    recorded = "  42 total regions: 1.0/1/3 ave/min/max per chunk\n  covered sector range: [0-16777215]\n"
+    assert covered_bytes(recorded) == 8 << 30
+    assert covered_bytes("  12345 bytes of compressed data\n") is None
 
 
 def test_the_doubles_talk_like_frisbee(bed: Testbed) -> None:
