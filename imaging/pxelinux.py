@@ -6,9 +6,11 @@ imaging OS we make ``01-<mac>`` a relative symlink to the imaging-OS config
 (``[pxelinux] frisbee_image``, per node ``frisbee_image.<host>``); removing it
 makes the node boot its disk again.
 
-A :class:`NextBoot` remembers every link it made, and :meth:`NextBoot.restore_all`
-is synchronous so it can run in a plain ``finally`` on Ctrl-C, SIGTERM or a
-timeout.
+A :class:`NextBoot` remembers every link it made, and what each replaced:
+:meth:`NextBoot.restore_all` puts back a link someone else had made (a node
+set to boot another OS), removes the others, and is synchronous so it can run
+in a plain ``finally`` on Ctrl-C, SIGTERM or a timeout.  A link that already
+pointed at the imaging OS (left by a crash) is not worth restoring.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class NextBoot:
         self.config_dir = config_dir
         self.targets = targets
         self._made: dict[int, Path] = {}
+        self._replaced: dict[int, str] = {}  # node number -> the target of the link we replaced
 
     def link_of(self, node: Node) -> Path:
         """Where the node's per-MAC file lives."""
@@ -60,13 +63,12 @@ class NextBoot:
     def boot_imaging_os(self, node: Node) -> None:
         """Point the node's link at the imaging OS (atomically, replacing a stale link)."""
         link = self.link_of(node)
-        temporary = link.with_name(f".{link.name}.{os.getpid()}")
         try:
-            temporary.unlink(missing_ok=True)
-            temporary.symlink_to(self.targets[node.number])
-            os.replace(temporary, link)
+            previous = os.readlink(link) if link.is_symlink() else None
+            if previous is not None and previous != self.targets[node.number] and node.number not in self._made:
+                self._replaced[node.number] = previous
+            self._point(link, self.targets[node.number])
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise ImagingError(f"cannot write {link}: {exc.strerror}; check the permissions"
                                f" of {self.config_dir}") from None
         self._made[node.number] = link
@@ -76,22 +78,44 @@ class NextBoot:
         """Remove the node's link so it boots its disk (still tracked if that fails)."""
         self._remove(self._made.get(node.number) or self.link_of(node))
         self._made.pop(node.number, None)
+        self._replaced.pop(node.number, None)
         log.info("%s: next boot: local disk", node.hostname)
 
     def restore_all(self) -> list[Path]:
-        """Remove every link this object made and has not removed yet; synchronous.
+        """Undo every link this object made and has not removed yet: put back the
+        link it replaced, if any, else remove it; synchronous.
 
-        Returns the links removed.  Never raises: it runs in ``finally``.
+        Returns the links undone.  Never raises: it runs in ``finally``.
         """
-        removed = []
+        undone = []
         while self._made:
-            _, link = self._made.popitem()
+            number, link = self._made.popitem()
+            previous = self._replaced.pop(number, None)
             try:
-                self._remove(link)
-                removed.append(link)
+                if previous is None:
+                    self._remove(link)
+                else:
+                    self._point(link, previous)
+                    log.info("restored %s -> %s", link, previous)
+                undone.append(link)
             except ImagingError as exc:
                 log.error("restoring next-boot links: %s", exc)
-        return removed
+            except OSError as exc:
+                log.error("restoring next-boot links: cannot restore %s -> %s: %s", link, previous, exc.strerror)
+        return undone
+
+    @staticmethod
+    def _point(link: Path, target: str) -> None:
+        """Make ``link`` a symlink to ``target`` in one step (a rename); OSError, and
+        nothing left behind, when that fails."""
+        temporary = link.with_name(f".{link.name}.{os.getpid()}")
+        try:
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(target)
+            os.replace(temporary, link)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def _remove(link: Path) -> None:

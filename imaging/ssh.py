@@ -21,19 +21,21 @@ class SshSettings:
     port: int = 22
     connect_timeout: float = 3.0
     backoff: float = 1.0
+    command_timeout: float = 10.0  # a command that never ends is a failed attempt, not a hung one
 
 
 async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]:
     """Run ``command``; return its exit status and standard output.
 
     Raises OSError, asyncssh.Error or TimeoutError when the node cannot be
-    reached; the connection attempt is bounded by ``connect_timeout``.
+    reached; the connection attempt is bounded by ``connect_timeout``, the
+    command by ``command_timeout`` (asyncssh.TimeoutError).
     """
     import asyncssh
     options = {"client_keys": [str(settings.key)]} if settings.key else {}
     async with asyncssh.connect(host, settings.port, username=settings.user, known_hosts=None,
                                 connect_timeout=settings.connect_timeout, **options) as connection:
-        done = await connection.run(command, check=False)
+        done = await connection.run(command, check=False, timeout=settings.command_timeout)
     output = done.stdout if isinstance(done.stdout, str) else ""
     return int(done.exit_status or 0), output
 
