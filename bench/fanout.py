@@ -164,12 +164,14 @@ class LoadRun:
 
 
 def event_transfer(events: list[dict[str, object]]) -> float | None:
-    """From the first ``receiving`` event to the last node's ``receiving`` at 100 %."""
+    """From the first ``receiving`` event to the last node's ``receiving`` at 100 % (or,
+    for a node whose last progress event came just short of it, its ``rebooting``)."""
     receiving = [e for e in events if e.get("phase") == "receiving"]
     finished: dict[str, float] = {}
-    for event in receiving:
+    for event in events:
         percent = event.get("percent")
-        if isinstance(percent, int | float) and percent >= 100:
+        if (event.get("phase") == "receiving" and isinstance(percent, int | float) and percent >= 100) \
+                or event.get("phase") == "rebooting":
             finished.setdefault(str(event["node"]), float(str(event["time"])))
     if not receiving or not finished:
         return None
