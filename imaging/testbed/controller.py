@@ -38,9 +38,7 @@ class Controller:
             from .vm.machine import VirtualMachine, VmSettings
             vm = VmSettings(accel=record.accel)
         for info in self.layout.nodes():
-            faults = Faults()
-            for spec in record.faults.get(info.name, []):
-                faults = faults.apply(spec)
+            faults = Faults.from_specs(record.faults.get(info.name, []))
             self.nodes[info.name] = (EmulatedNode(info, self.layout, record.settings, faults) if vm is None
                                      else VirtualMachine(info, self.layout, record.settings, faults, vm))
         self.stop = asyncio.Event()

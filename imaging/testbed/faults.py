@@ -78,6 +78,14 @@ class Faults:
             out.append(f"loss={self.loss_percent:g}%")
         return out
 
+    @classmethod
+    def from_specs(cls, specs: list[str]) -> Faults:
+        """A healthy node's faults with ``specs`` applied in order; UsageError if one is invalid."""
+        faults = cls()
+        for spec in specs:
+            faults = faults.apply(spec)
+        return faults
+
     def apply(self, spec: str) -> Faults:
         """A copy with ``spec`` applied (``clear`` gives a healthy node); UsageError if invalid."""
         spec = spec.strip()

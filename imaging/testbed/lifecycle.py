@@ -141,8 +141,8 @@ def _parse_faults(layout: Layout, specs: list[str], vm: bool = False) -> dict[st
     return by_node
 
 
-async def _prepare_dirs(layout: Layout) -> None:
-    """The testbed's folders, emptied of what a previous testbed left, and its ssh keys."""
+def _prepare_dirs(layout: Layout) -> None:
+    """The testbed's folders, emptied of what a previous testbed left."""
     for folder in (layout.run_dir, layout.logs_dir, layout.images_dir, layout.disks_dir, layout.keys_dir,
                    layout.locks_dir, layout.transport_logs_dir, layout.nodes_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,7 @@ async def _prepare_dirs(layout: Layout) -> None:
 async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int,
                    faults: dict[str, list[str]]) -> None:
     """Everything ``up`` puts in the directory before starting processes (emulated nodes)."""
-    await _prepare_dirs(layout)
+    _prepare_dirs(layout)
     await images.make_image(files.DEFAULT_IMAGE, layout.images_dir, image_mib, compressed=True,
                             cache_dir=layout.cache_dir)
     if cmc_only:
@@ -182,7 +182,7 @@ async def _prepare_vms(layout: Layout, disk_mib: int, image_mib: int, faults: di
                        accel: str, package: Path | None) -> str:
     """Everything ``up --vm`` puts in the directory before starting processes; the accelerator."""
     from .vm import provision
-    await _prepare_dirs(layout)
+    _prepare_dirs(layout)
     await _make_keys(layout)
     build = await provision.provision(layout, image_mib, _disk_sizes(layout, disk_mib, faults), accel, package)
     log.info("VMs: kernel %s, %s (%s)", build.kernel.version, build.accel, build.accel_reason)
@@ -193,10 +193,8 @@ def _disk_sizes(layout: Layout, disk_mib: int, faults: dict[str, list[str]]) -> 
     """Each node's disk size in MiB: ``disk_mib``, or less with a ``disk=small`` fault."""
     sizes = {}
     for info in layout.nodes():
-        node_faults = Faults()
-        for spec in faults.get(info.name, []):
-            node_faults = node_faults.apply(spec)
-        sizes[info.name] = min(disk_mib, node_faults.disk_small_mib or disk_mib)
+        small = Faults.from_specs(faults.get(info.name, [])).disk_small_mib
+        sizes[info.name] = min(disk_mib, small or disk_mib)
     return sizes
 
 
