@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbeds import SETTLE_TIMEOUT, in_server, product_env, temporary_testbed, wait_for_stage
+from testbeds import SETTLE_TIMEOUT, in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
 if TYPE_CHECKING:  # imported lazily: the baseline helper must start as fast as a naive script
     from imaging.testbed.layout import Layout
@@ -288,8 +288,7 @@ def main() -> int:
         for body in sequential_status(sys.stdin.read().split()):
             print(body)
         return 0
-    if os.geteuid() != 0:
-        print("bench/control.py needs root (the emulated testbed uses network namespaces)", file=sys.stderr)
+    if lacks_root("bench/control.py"):
         return 2
     started = time.perf_counter()
     print(f"control plane benchmark on {os.cpu_count()} cores"

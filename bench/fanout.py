@@ -48,7 +48,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbeds import in_server, product_env, temporary_testbed, wait_for_stage
+from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
 from imaging.testbed import pxe, state
 from imaging.testbed.images import TestImage, make_image, sha256_file
@@ -454,8 +454,7 @@ def main() -> int:
         image, mibps, disk, *ips = sys.argv[2:]
         asyncio.run(unicast_all(Path(image), int(mibps), disk, ips))
         return 0
-    if os.geteuid() != 0:
-        print("bench/fanout.py needs root (the emulated testbed uses network namespaces)", file=sys.stderr)
+    if lacks_root("bench/fanout.py"):
         return 2
     began = time.perf_counter()
     cores = os.cpu_count()

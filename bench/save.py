@@ -42,7 +42,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbeds import in_server, product_env, temporary_testbed, wait_for_stage
+from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
 from imaging.testbed import lifecycle, pxe, state
 from imaging.testbed.images import sha256_file
@@ -232,8 +232,7 @@ def main() -> int:
         node_ip, server_ip, port, output, producer = sys.argv[2:]
         print(json.dumps(asyncio.run(plain_helper(node_ip, server_ip, int(port), Path(output), producer))))
         return 0
-    if os.geteuid() != 0:
-        print("bench/save.py needs root (the emulated testbed uses network namespaces)", file=sys.stderr)
+    if lacks_root("bench/save.py"):
         return 2
     began = time.perf_counter()
     print(f"save throughput of one node's {DISK_MIB} MiB disk (random after the first MiB) on {os.cpu_count()} cores,"

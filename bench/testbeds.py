@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ if TYPE_CHECKING:  # imported lazily: a benchmark's baseline helper must start a
     from imaging.testbed.layout import Layout
 
 SETTLE_TIMEOUT = 60.0  # for the nodes of a fresh testbed to come up
+
+
+def lacks_root(script: str) -> bool:
+    """True, after saying so on stderr, when not root: testbeds make network namespaces."""
+    if os.geteuid() == 0:
+        return False
+    print(f"{script} needs root (the testbed uses network namespaces)", file=sys.stderr)
+    return True
 
 
 @contextmanager

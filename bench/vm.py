@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from testbeds import in_server, product_env, temporary_testbed, wait_for_stage
+from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
 from imaging.testbed import lifecycle
 from imaging.testbed.procs import tracked
@@ -44,6 +44,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=3, help="how many machines (default 3)")
     args = parser.parse_args()
+    if lacks_root("bench/vm.py"):
+        return 2
     started = time.monotonic()
     with temporary_testbed(args.vms, prefix="bench-vm-", vm=True) as layout:
         up_seconds = time.monotonic() - started

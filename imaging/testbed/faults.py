@@ -78,6 +78,10 @@ class Faults:
             out.append(f"loss={self.loss_percent:g}%")
         return out
 
+    def disk_mib(self, normal: int) -> int:
+        """The disk's size in MiB: ``normal``, or less with a ``disk=small`` fault."""
+        return min(normal, self.disk_small_mib or normal)
+
     @classmethod
     def from_specs(cls, specs: list[str]) -> Faults:
         """A healthy node's faults with ``specs`` applied in order; UsageError if one is invalid."""

@@ -191,11 +191,7 @@ async def _prepare_vms(layout: Layout, disk_mib: int, image_mib: int, faults: di
 
 def _disk_sizes(layout: Layout, disk_mib: int, faults: dict[str, list[str]]) -> dict[str, int]:
     """Each node's disk size in MiB: ``disk_mib``, or less with a ``disk=small`` fault."""
-    sizes = {}
-    for info in layout.nodes():
-        small = Faults.from_specs(faults.get(info.name, [])).disk_small_mib
-        sizes[info.name] = min(disk_mib, small or disk_mib)
-    return sizes
+    return {info.name: Faults.from_specs(faults.get(info.name, [])).disk_mib(disk_mib) for info in layout.nodes()}
 
 
 async def _make_keys(layout: Layout) -> None:

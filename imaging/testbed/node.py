@@ -265,7 +265,7 @@ class EmulatedNode(PoweredNode):
             self._log(f"firmware: refusing to boot: {self.detail}")
             return
         # a disk keeps its size; a regular file does not (udp-receiver and ">" truncate it)
-        size = (faults.disk_small_mib or self.settings.disk_mib) << 20
+        size = faults.disk_mib(self.settings.disk_mib) << 20
         if disk.stat().st_size != size:
             os.truncate(disk, size)
         (self.layout.nodes_dir / self.info.name).mkdir(parents=True, exist_ok=True)

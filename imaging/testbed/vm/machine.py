@@ -126,7 +126,7 @@ class VirtualMachine(PoweredNode):
 
     async def _power_up(self) -> None:
         disk = self.layout.disk_path(self.info)
-        size = min(self.settings.disk_mib, self.faults.disk_small_mib or self.settings.disk_mib) << 20
+        size = self.faults.disk_mib(self.settings.disk_mib) << 20
         if disk.stat().st_size != size:  # a disk keeps its size (a small-disk fault applies from power-on)
             os.truncate(disk, size)
         socket = self.layout.qmp_socket(self.info)

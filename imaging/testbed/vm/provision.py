@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...errors import UsageError
 from .. import pxe
+from ..files import DEFAULT_IMAGE
 from ..images import TestImage, new_identity
 from ..layout import Layout
 from . import accel, bootimage, initramfs, kernel
@@ -78,9 +79,9 @@ async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], re
     if image_mib < smallest:
         raise UsageError(f"--image-size {image_mib}: a bootable image of this kernel needs at least {smallest} MiB")
     pxe.prepare_tftp(layout, tree.vmlinuz, imaging_os)
-    target = layout.images_dir / "default.img"
+    target = layout.images_dir / f"{DEFAULT_IMAGE}.img"
     target.unlink(missing_ok=True)
-    default = await bootimage.make_boot_image(tree, disk_os, target, image_mib, new_identity("default"))
+    default = await bootimage.make_boot_image(tree, disk_os, target, image_mib, new_identity(DEFAULT_IMAGE))
     slots = asyncio.Semaphore(4)
 
     async def factory(name: str, mib: int) -> None:
