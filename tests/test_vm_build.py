@@ -134,12 +134,14 @@ def test_modules_come_dependencies_first_each_once(kernel: Kernel) -> None:
     names = [f.name.removesuffix(".ko").replace("-", "_") for f in files]
     assert len(names) == len(set(names))
     assert set(wanted) <= set(names)
-    assert names.index("virtio_ring") < names.index("virtio") < names.index("virtio_pci")
     modules_dir = kernel.tree / "lib" / "modules" / kernel.version
     depends = {}
     for line in (modules_dir / "modules.dep").read_text().splitlines():
         module, _, deps = line.partition(":")
         depends[modules_dir / module] = [modules_dir / d for d in deps.split()]
+    # the order is whatever this kernel's modules.dep says (it changes between bookworm kernel packages):
+    # each module comes after every module it depends on, and some do depend on others
+    assert any(depends[module] for module in files)
     for position, module in enumerate(files):
         assert set(depends[module]) <= set(files[:position]), f"{module.name} before its dependencies"
     with pytest.raises(ImagingError, match="no module"):
