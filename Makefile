@@ -45,6 +45,7 @@ vm-packages: system-packages
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check imaging tests bench inventory bin
+	$(BIN)/mypy --strict imaging
 
 test: system-packages vm-packages $(INSTALLED) lint
 	$(BIN)/pytest

@@ -133,7 +133,10 @@ class BarsDisplay(Display):
             return
         text = event.phase + (f" {event.message}" if event.message else "")
         completed = 100 if event.phase in FINAL else event.percent
-        self.progress.update(task, description=text, **({"completed": completed} if completed is not None else {}))
+        if completed is None:
+            self.progress.update(task, description=text)
+        else:
+            self.progress.update(task, description=text, completed=completed)
         total = sum(self.progress.tasks[t].completed for t in self.tasks.values())
         self.progress.update(self.overall, completed=total)
 

@@ -14,6 +14,15 @@ log = logging.getLogger("imaging")
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
+def silence() -> None:
+    """Send the ``imaging`` loggers nowhere until :func:`setup_logging` opens the file: without a handler
+    of their own, logging's last resort would print every record, tracebacks included, on the terminal
+    beside the one-line error."""
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+
+
 def setup_logging(config: Config, argv: list[str]) -> str | None:
     """Send the ``imaging`` loggers to the configured file; return a warning
     to show the user when the file cannot be opened (the command goes on)."""
@@ -24,14 +33,15 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
     if level is None:
         warning = f"[logging] level = {level_name!r} is not a level; using DEBUG"
         level = logging.DEBUG
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
+    for old in list(log.handlers):
+        log.removeHandler(old)
+        old.close()
     log.setLevel(level)
     log.propagate = False
     try:
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
+        silence()
         return f"cannot write the log file {path} ({exc.strerror}); set [logging] file to a writable path"
     with contextlib.suppress(OSError):  # the log may name users and hosts: not for everyone
         os.chmod(path, 0o640)

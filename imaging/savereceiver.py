@@ -36,6 +36,7 @@ class SaveReceiver:
         self.sha256 = hashlib.sha256()
         self.done: asyncio.Future[None] | None = None
         self._server: asyncio.Server | None = None
+        self._handler: asyncio.Task[None] | None = None  # the connection being received
 
     async def start(self) -> None:
         """Listen; the partial file is created when the node connects."""
@@ -53,6 +54,7 @@ class SaveReceiver:
             log.warning("save receiver on port %d: refused a connection from %s", self.port, address)
             writer.close()
             return
+        self._handler = asyncio.current_task()
         try:
             with open(self.partial, "wb") as output:
                 while chunk := await reader.read(CHUNK):
@@ -69,6 +71,10 @@ class SaveReceiver:
             reason = "the server's disk is full" if exc.errno == 28 else exc.strerror
             if not self.done.done():
                 self.done.set_exception(NodeFailure(f"writing {self.partial} failed: {reason}"))
+        except asyncio.CancelledError:
+            # the save was stopped (Ctrl-C, SIGTERM, deadline) mid-stream: nothing awaits this task, and a
+            # cancellation escaping it would be printed by asyncio as an error of the stream's callback
+            log.info("save receiver on port %d: stopped mid-stream at %d bytes", self.port, self.bytes)
         finally:
             writer.close()
 
@@ -97,6 +103,10 @@ class SaveReceiver:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
+        if self._handler is not None and not self._handler.done():
+            self._handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._handler
         if self.done is not None and not self.done.done():
             self.done.cancel()
         self.discard(keep_partial)

@@ -170,7 +170,10 @@ def test_unwritable_log_is_a_warning_not_a_failure(cli, sandbox: Path) -> None:
 
 
 def test_dispatch(cli) -> None:
-    assert cli("imaging-main").code == 0  # help
+    """Item 5: imaging-main with no command is a usage error (exit 2), not a help page with exit 0."""
+    result = cli("imaging-main")
+    assert result.code == 2 and "imaging-main: error: the following arguments are required: COMMAND" in result.err
+    assert cli("imaging-main", "--help").code == 0
     result = cli("imaging-main", "frobnicate")
     assert result.code == 2 and "invalid choice" in result.err
     result = cli("/usr/bin/imaging-frob")

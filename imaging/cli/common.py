@@ -38,7 +38,7 @@ def seconds(text: str) -> float:
 
 def mibps(text: str) -> int:
     """argparse type: a bandwidth in Mibit/s, 1 to 100000."""
-    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
         raise argparse.ArgumentTypeError(f"{text!r} is not a bandwidth from 1 to 100000 Mibps")
     return int(text)
 
@@ -143,6 +143,31 @@ class Context:
         return message
 
 
+NOT_REPLAYED = frozenset({"help", "all_nodes", "specs", "json", "curses", "debug", "command", "parser"})
+
+
+def replayed_options(args: argparse.Namespace, **given: str) -> list[str]:
+    """The options of this command line that a retry must repeat: every option the user set to other
+    than its default, ``--config`` files included, each in its first spelling; ``given`` replaces a
+    value by what it resolved to (``image="ubuntu-24.ndz"``).  Node selection and display are left out."""
+    options: list[str] = []
+    parser: argparse.ArgumentParser = args.parser
+    for action in parser._actions:  # argparse keeps its actions there; there is no public accessor
+        if not action.option_strings or action.dest in NOT_REPLAYED:
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default or value is None:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            options.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            options += [part for item in value for part in (flag, str(item))]
+        else:
+            options += [flag, given.get(action.dest, f"{value:g}" if isinstance(value, float) else str(value))]
+    return options
+
+
 def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], Coroutine[Any, Any, list[NodeResult]]],
                  state: JobState, timeout: float, args: argparse.Namespace, retry_options: list[str]) -> int:
     """Run a load or a save with its display; whatever ends it, undo what it holds
@@ -162,8 +187,7 @@ def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], C
     except TimeoutError:
         results, code = state.unfinished(nodes, f"timeout after {timeout:g}s"), 1
     failed = [r.node.number for r in results if not r.ok]
-    configs = [option for path in args.config for option in ("--config", path)]
-    retry = shlex.join([prog, *configs, *retry_options, format_ranges(failed)]) if failed else None
+    retry = shlex.join([prog, *retry_options, format_ranges(failed)]) if failed else None
     display.summary(results, retry)
     return code
 
@@ -171,9 +195,10 @@ def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], C
 def execute(prog: str, run: Callable[[argparse.Namespace, Context], int],
             args: argparse.Namespace, argv: list[str]) -> int:
     """Run a command: set up the log, map errors to one line and an exit code."""
+    from ..logfile import setup_logging, silence
+    silence()  # until the log file is open (a config error can come first)
     ctx = Context(prog, args)
     try:
-        from ..logfile import setup_logging
         warning = setup_logging(ctx.config, argv)
         if warning:
             print(f"{prog}: warning: {warning}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import shutil
 
 from ..errors import UsageError
-from .common import Context, add_node_arguments, mibps, run_node_job, seconds
+from .common import Context, add_node_arguments, mibps, replayed_options, run_node_job, seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config
     nodes = ctx.select_nodes()
     transport = transport_for(args.transport or config.get_str("transport", "kind"), config)
-    image = ctx.repository.resolve(args.image or config.get_str("images", "default_image"), transport.name).image
+    name = args.image if args.image is not None else config.get_str("images", "default_image")
+    if not name:
+        raise UsageError("-i names no image (an empty name); give an image name, or omit -i for"
+                         " [images] default_image")
+    image = ctx.repository.resolve(name, transport.name).image
     try:
         image.path.open("rb").close()
     except OSError as exc:
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     state.nextboot.check(nodes)
     ctx.require_lease(nodes, plan.timeout)
 
-    options = ["-i", image.name] + (["-b", str(args.bandwidth)] if args.bandwidth else [])
-    options += ["--transport", args.transport] if args.transport else []
+    options = replayed_options(args, image=image.name)
+    if args.image is None:
+        options += ["-i", image.name]  # the retry loads the same image even if the default changes meanwhile
     return run_node_job(ctx.prog, nodes, lambda st, emit: load(plan, st, emit), state, plan.timeout, args, options)

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = argv[1:]
     if command is None:
         if not rest or rest[0].startswith("-"):
-            _main_parser().parse_args(rest or ["--help"])
-            return 2  # parse_args exits; kept for type checkers
+            _main_parser().parse_args(rest)  # exits: --help and --version 0, anything else 2
+            return 2  # only a command name gets past parse_args
         if rest[0] not in COMMANDS:
             _main_parser().parse_args(rest[:1])
         command, rest = rest[0], rest[1:]
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=summary)
     from .common import add_common_arguments, execute
     add_common_arguments(parser)
-    parser.set_defaults(command=command)
+    parser.set_defaults(command=command, parser=parser)  # the retry line replays the options given
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     return execute(prog, module.run, args, argv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Context, add_node_arguments, run_node_job, seconds
+from .common import Context, add_node_arguments, replayed_options, run_node_job, seconds
 
 DEFAULT_RADICAL = "image"
 
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Check names, folder and nodes before any node is touched, then save; exit 0 only if all succeeded."""
     import getpass
     import os
+    import sys
     from datetime import datetime
     from pathlib import Path
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..images import save_name, validate_name
     from ..jobs.imagingos import JobState
     from ..jobs.save import save
+    from ..selector import format_ranges
     from ..settings import next_boot, save_plan
     from ..transports import transport_for
 
@@ -63,9 +65,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     plan = save_plan(config, ctx.inventory, nodes, targets, transport, timeout=args.timeout,
                      reset_after=not args.no_reset, lock_wait=args.wait_lock, radical=args.output,
                      comment=args.comment, user=getpass.getuser())
+    unstamped = [n.number for n in nodes if plan.stamp[n.number] is None]
+    if args.comment and unstamped:
+        print(f"{ctx.prog}: warning: the comment (-c) is not stamped on {format_ranges(unstamped)}:"
+              " [nodes] root_partition is none there; set it to the partition holding the saved OS's /etc",
+              file=sys.stderr)
     state = JobState(next_boot(config, nodes), keep_partial=args.keep_partial)
     state.nextboot.check(nodes)
     ctx.require_lease(nodes, plan.timeout)
-    options = ["-o", args.output] + (["--repo"] if args.repo else [])
-    options += ["--transport", args.transport] if args.transport else []
+    options = replayed_options(args)
     return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit), state, plan.timeout, args, options)

@@ -8,8 +8,8 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from .. import telnet
 from ..cmc import CmcClient, ResetSettings, ensure_reset
@@ -20,9 +20,11 @@ from ..locks import LockSet
 from ..pxelinux import NextBoot
 from ..savereceiver import SaveReceiver
 from ..transports.sender import SenderProcess
+from .pernode import run_node
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
+FAILED_RESET = 2.0  # seconds for the reset of a failed node (the command line allows 3 past the deadline)
 QUESTION_TIMEOUT = 30.0  # seconds for a short command on the node (a hung telnet must not take the deadline)
 DISK_SIZE = "blockdev --getsize64 {disk} 2>/dev/null || stat -L -c %s {disk}"
 
@@ -47,6 +49,7 @@ class JobState:
     receivers: list[SaveReceiver] = field(default_factory=list)
     keep_partial: bool = False
     results: dict[int, NodeResult] = field(default_factory=dict)
+    touched: set[int] = field(default_factory=set)  # nodes reset into the imaging OS by this job
     started: float = field(default_factory=time.monotonic)
 
     def cleanup(self) -> None:
@@ -78,6 +81,7 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
     doing = "still resetting"
     try:
         async with asyncio.timeout_at(boot_deadline):  # the reset too: a CMC may never say "on"
+            state.touched.add(node.number)
             what = await ensure_reset(cmc, node, settings.reset)
             emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
             doing = "telnet not up: timed out"
@@ -105,3 +109,35 @@ async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> i
         raise NodeFailure(f"the imaging OS did not tell its disk size within {QUESTION_TIMEOUT:g}s") from None
     numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
     return numbers[-1] if status == 0 and numbers else None
+
+
+async def run_imaging_node(node: Node, work: Callable[[Node], Awaitable[str]], state: JobState, cmc: CmcClient,
+                           timeout: float, reset_after: bool, emit: Emit) -> None:
+    """Run one node's part of a load or save (:func:`run_node`), keep its result in ``state.results`` and
+    tell the display.  A node that failed once it was reset into the imaging OS is not left there: its
+    next boot points at its disk again and it is reset (unless ``reset_after`` is false, ``-n``), and
+    its result says which."""
+    result = await run_node(node, work, timeout)
+    state.results[node.number] = result
+    if not result.ok and node.number in state.touched:
+        after = await reset_failed(node, state, cmc) if reset_after else "left in the imaging OS (-n)"
+        result = replace(result, detail=f"{result.detail}; {after}")
+        state.results[node.number] = result
+    emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None, result.detail))
+
+
+async def reset_failed(node: Node, state: JobState, cmc: CmcClient) -> str:
+    """Point a failed node's next boot at its disk and reset it (a plain CMC reset, within
+    FAILED_RESET seconds); return what was done, for its result."""
+    try:
+        state.nextboot.boot_disk(node)
+        async with asyncio.timeout(FAILED_RESET):
+            if await cmc.status(node) == "off":
+                return "it is off"
+            await cmc.request(node, "reset")
+    except TimeoutError:
+        return f"could not reset it to boot its disk (no answer within {FAILED_RESET:g}s)"
+    except NodeFailure as exc:
+        return f"could not reset it to boot its disk ({exc.message})"
+    log.info("%s: failed, reset to boot its disk", node.hostname)
+    return "reset to boot its disk"

@@ -32,8 +32,7 @@ from ..inventory import Node
 from ..transports.base import Channel, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size
-from .pernode import run_node
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size, run_imaging_node
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +217,8 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
             sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc, needed))
 
         async def one(session: Session, node: Node) -> None:
-            result = await run_node(node, lambda n: session.node_flow(n, deadline), plan.timeout)
-            state.results[node.number] = result
-            emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None,
-                       result.detail))
+            await run_imaging_node(node, lambda n: session.node_flow(n, deadline), state, cmc, plan.timeout,
+                                   plan.reset_after, emit)
 
         senders = [asyncio.create_task(s.run_sender(deadline)) for s in sessions]
         try:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from ..errors import NodeFailure
+from ..errors import ImagingError
 from ..events import NodeResult
 from ..inventory import Node
 
@@ -25,7 +25,7 @@ async def run_node(node: Node, work: Callable[[Node], Awaitable[str]], timeout: 
         async with asyncio.timeout(timeout):
             detail = await work(node)
         return NodeResult(node, True, detail, loop.time() - start)
-    except NodeFailure as exc:
+    except ImagingError as exc:  # NodeFailure, and any other failure with a message for the user
         reason = exc.message
     except TimeoutError:
         reason = f"timeout after {timeout:g}s"

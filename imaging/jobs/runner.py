@@ -40,8 +40,12 @@ def run_job(job: Coroutine[Any, Any, T], cleanup: Callable[[], None], timeout: f
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        def stop(number: int) -> None:
+            received.append(number)
+            task.cancel()
+
         for number in SIGNALS:
-            loop.add_signal_handler(number, lambda n=number: (received.append(n), task.cancel()))
+            loop.add_signal_handler(number, stop, number)
         try:
             async with asyncio.timeout(timeout):
                 return await job

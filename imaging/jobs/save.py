@@ -26,8 +26,7 @@ from ..inventory import Node
 from ..savereceiver import SaveReceiver
 from ..transports.base import Transport
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size
-from .pernode import run_node
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size, run_imaging_node
 
 log = logging.getLogger(__name__)
 STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exited
@@ -110,8 +109,8 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
         output: list[str] = []
         status = await telnet.run(node.control.ip, command, plan.boot.telnet, output.append)
         if status != 0:
-            shown = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_STATUS" not in line)
-            raise NodeFailure(f"the save pipeline on the node failed (exit {status}){': ' + shown if shown else ''}")
+            said = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_STATUS" not in line)
+            raise NodeFailure(f"the save pipeline on the node failed (exit {status}){': ' + said if said else ''}")
         try:
             async with asyncio.timeout(STREAM_END):
                 await receiver.finished()
@@ -131,11 +130,7 @@ async def save(plan: SavePlan, state: JobState, emit: Emit) -> list[NodeResult]:
     deadline = asyncio.get_running_loop().time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
     async with CmcClient(plan.cmc_timeout, plan.cmc_port) as cmc:
-        async def one(node: Node) -> None:
-            result = await run_node(node, lambda n: save_node(n, plan, state, cmc, emit, deadline), plan.timeout)
-            state.results[node.number] = result
-            emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None,
-                       result.detail))
-
-        await asyncio.gather(*(one(node) for node in plan.nodes))
+        await asyncio.gather(*(run_imaging_node(node, lambda n: save_node(n, plan, state, cmc, emit, deadline),
+                                                state, cmc, plan.timeout, plan.reset_after, emit)
+                               for node in plan.nodes))
     return [state.results[n.number] for n in plan.nodes]
