@@ -15,7 +15,7 @@ if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realp
 
 sys.path.insert(0, CHECKOUT)
 
-from imaging.cli.main import main  # noqa: E402
+from imaging.cli.main import entry  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli.main import main
+from .cli.main import entry
 
-sys.exit(main(["imaging-main", *sys.argv[1:]]))
+entry(["imaging-main", *sys.argv[1:]])

@@ -11,6 +11,7 @@ import shlex
 from .config import Config
 
 log = logging.getLogger("imaging")
+ASYNCIO = logging.getLogger("asyncio")  # its complaints (a child reaped late, a closed loop) go to the log too
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
@@ -18,9 +19,10 @@ def silence() -> None:
     """Send the ``imaging`` loggers nowhere until :func:`setup_logging` opens the file: without a handler
     of their own, logging's last resort would print every record, tracebacks included, on the terminal
     beside the one-line error."""
-    log.propagate = False
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
+    for logger in (log, ASYNCIO):
+        logger.propagate = False
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
 
 
 def setup_logging(config: Config, argv: list[str]) -> str | None:
@@ -33,11 +35,11 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
     if level is None:
         warning = f"[logging] level = {level_name!r} is not a level; using DEBUG"
         level = logging.DEBUG
-    for old in list(log.handlers):
-        log.removeHandler(old)
-        old.close()
+    for logger in (log, ASYNCIO):
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
     log.setLevel(level)
-    log.propagate = False
     try:
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
@@ -46,7 +48,9 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
     with contextlib.suppress(OSError):  # the log may name users and hosts: not for everyone
         os.chmod(path, 0o640)
     handler.setFormatter(logging.Formatter(FORMAT))
-    log.addHandler(handler)
+    for logger in (log, ASYNCIO):
+        logger.addHandler(handler)
+        logger.propagate = False
     log.info("command: %s (cwd %s, uid %d)", shlex.join(argv), os.getcwd(), os.getuid())
     log.debug("config files read: %s", ", ".join(config.files) or "none (defaults only)")
     return warning

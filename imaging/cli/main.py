@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 # name -> (module, one-line summary); summaries live here so that listing
@@ -94,9 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     return execute(prog, module.run, args, argv)
 
 
-def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+def entry(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``bin/imaging-main.py`` and ``python -m imaging`` too)."""
+    code = main(argv)
+    # the command is over: a Ctrl-C or SIGTERM from now on (a user pressing again while it ended) must
+    # not kill the interpreter while it exits and replace the exit code; Python keeps an ignored signal
+    # ignored through its finalization
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def run_job(job: Coroutine[Any, Any, T], cleanup: Callable[[], None], timeout: f
         assert task is not None
         def stop(number: int) -> None:
             received.append(number)
-            task.cancel()
+            if len(received) == 1:  # once: a second Ctrl-C must not cut short what the first one unwinds
+                task.cancel()
 
         for number in SIGNALS:
             loop.add_signal_handler(number, stop, number)
@@ -65,4 +66,9 @@ def run_job(job: Coroutine[Any, Any, T], cleanup: Callable[[], None], timeout: f
         try:
             cleanup()
         finally:
+            # a signal that came while blocked asked for what is being done (the job is over): drop it
+            # instead of raising KeyboardInterrupt at a random place of the summary
+            previous = {number: signal.signal(number, signal.SIG_IGN) for number in SIGNALS}
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
