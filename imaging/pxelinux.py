@@ -46,10 +46,14 @@ class NextBoot:
         return self.config_dir / config_name(node.control.mac)
 
     def check(self, nodes: Iterable[Node]) -> None:
-        """Before touching any node: the folder and every target exist, and no
-        per-MAC file is a regular file someone else put there.  UsageError if not."""
+        """Before touching any node: the folder exists and this user may write into it, every
+        target exists, and no per-MAC file is a regular file someone else put there.  UsageError
+        if not."""
         if not self.config_dir.is_dir():
             raise UsageError(f"pxelinux folder {self.config_dir} does not exist; set [pxelinux] config_dir")
+        if not os.access(self.config_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the next-boot links into the pxelinux folder {self.config_dir}"
+                             " (permission denied); run as a user who may, or set [pxelinux] config_dir")
         for node in nodes:
             target = self.config_dir / self.targets[node.number]
             if not target.is_file():

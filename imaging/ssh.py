@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from .errors import NodeFailure
+from .errors import NodeFailure, UsageError
 from .retry import DeadlineExceeded, describe, retry_until
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,25 @@ class SshSettings:
     connect_timeout: float = 3.0
     backoff: float = 1.0
     command_timeout: float = 10.0  # a command that never ends is a failed attempt, not a hung one
+    client_keys: tuple[Any, ...] | None = None  # ``key`` once read (:func:`with_keys`), for every connection
+
+
+def with_keys(settings: SshSettings) -> SshSettings:
+    """The settings with the configured private key read once, before any node is tried: a key that
+    cannot be read is the user's to fix (UsageError, exit 2), not a network error to retry until the
+    deadline.  Without a configured key, asyncssh uses the user's usual keys."""
+    if settings.key is None or settings.client_keys is not None:
+        return settings
+    import asyncssh
+    try:
+        key = asyncssh.read_private_key(str(settings.key))
+    except OSError as exc:
+        raise UsageError(f"cannot read the ssh key {settings.key} ({exc.strerror}); set [networking] ssh_key"
+                         " to a private key you can read, or empty for your usual keys") from None
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise UsageError(f"the ssh key {settings.key} is not a usable private key ({exc}); set [networking]"
+                         " ssh_key to an unencrypted private key") from None
+    return replace(settings, client_keys=(key,))
 
 
 async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]:
@@ -32,7 +52,8 @@ async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]
     command by ``command_timeout`` (asyncssh.TimeoutError).
     """
     import asyncssh
-    options = {"client_keys": [str(settings.key)]} if settings.key else {}
+    settings = with_keys(settings)
+    options = {"client_keys": list(settings.client_keys)} if settings.client_keys else {}
     async with asyncssh.connect(host, settings.port, username=settings.user, known_hosts=None,
                                 connect_timeout=settings.connect_timeout, **options) as connection:
         done = await connection.run(command, check=False, timeout=settings.command_timeout)

@@ -10,7 +10,9 @@ The marker's regex wants digits, so the shell's echo of the command line
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 MARKER = "__IMAGING_STATUS"
 MARKER_RE = re.compile(MARKER + r"=(\d+)__")
 LINE_SPLIT = re.compile(r"[\r\n]")
+CONNECT_ATTEMPTS = 3  # connections tried by run() before the node is given up
+BANNER_LINES = 8  # lines before the command's echo taken as banner and prompt; past that, as output
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,44 @@ async def run(host: str, command: str, settings: TelnetSettings,
               on_line: Callable[[str], None] | None = None) -> int:
     """Run ``command`` in the node's shell; return its exit status.
 
-    Raises OSError/TimeoutError when the connection fails, EOFError when the
-    session ends before the status came back.  The caller bounds the wait.
+    Only the command's output reaches ``on_line``: the banner and prompt before the shell's echo of
+    the command, and the echo itself, do not.  The connection is tried ``CONNECT_ATTEMPTS`` times (a
+    lost SYN on a lossy link is not a failed node), each within ``connect_timeout``; NodeFailure
+    when it cannot be made, or when the session breaks before the status came back.  The caller
+    bounds the whole.
     """
-    reader, writer = await _open(host, settings)
+    last: BaseException | None = None
+    for attempt in range(CONNECT_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(settings.backoff * random.uniform(0.5, 1.5))
+        try:
+            reader, writer = await _open(host, settings)
+            break
+        except (OSError, TimeoutError) as exc:
+            last = exc
+            log.debug("%s: telnet connection attempt %d failed: %s", host, attempt + 1, describe(exc))
+    else:
+        raise NodeFailure(f"cannot open a telnet session to {host} ({describe(last)},"
+                          f" {CONNECT_ATTEMPTS} attempts)")
     try:
-        writer.write(f"{command}; echo {MARKER}=$?__\n")
+        return await _session(reader, writer, host, command, on_line)
+    except (OSError, EOFError) as exc:
+        raise NodeFailure(f"the telnet session to {host} broke ({describe(exc)})") from None
+
+
+async def _attempt(host: str, command: str, settings: TelnetSettings) -> int:
+    """One connection and one command; OSError, TimeoutError or EOFError as they come (for retries)."""
+    reader, writer = await _open(host, settings)
+    return await _session(reader, writer, host, command, None)
+
+
+async def _session(reader: Any, writer: Any, host: str, command: str,
+                   on_line: Callable[[str], None] | None) -> int:
+    """Send the wrapped command on an open session, feed its output to ``on_line``, return its status."""
+    echo = f"echo {MARKER}=$?__"
+    before: list[str] | None = []  # what came before the shell echoed the command: banner, prompt
+    try:
+        writer.write(f"{command}; {echo}\n")
         pending = ""
         while True:
             chunk = await reader.read(65536)
@@ -63,8 +99,22 @@ async def run(host: str, command: str, settings: TelnetSettings,
                 found = MARKER_RE.search(line)
                 if found:
                     writer.write("exit\n")
+                    if before and on_line is not None:  # a shell that does not echo: all was output
+                        for earlier in before:
+                            on_line(earlier)
                     return int(found.group(1))
-                if line.strip() and on_line is not None:
+                if before is not None:
+                    if echo in line:  # the command's echo: the banner and prompt are behind, output follows
+                        log.debug("%s: before the command: %r", host, before)
+                        before = None
+                    elif line.strip():
+                        before.append(line)
+                    if before is not None and len(before) > BANNER_LINES:  # no echo seen: all is output
+                        if on_line is not None:
+                            for earlier in before:
+                                on_line(earlier)
+                        before = None
+                elif line.strip() and on_line is not None:
                     on_line(line)
     finally:
         writer.close()
@@ -73,7 +123,7 @@ async def run(host: str, command: str, settings: TelnetSettings,
 async def wait_until_up(host: str, settings: TelnetSettings, deadline: float) -> None:
     """Retry until the imaging OS runs a trivial command, or raise NodeFailure at the deadline."""
     async def attempt() -> None:
-        status = await run(host, "true", settings)
+        status = await _attempt(host, "true", settings)
         if status != 0:
             raise EOFError(f"'true' exited {status}")
 

@@ -70,3 +70,44 @@ async def test_wait_until_up(telnetd: telnet.TelnetSettings) -> None:
     with pytest.raises(NodeFailure, match=r"telnet not up \(.*refused"):
         await telnet.wait_until_up("127.0.0.1", closed, loop.time() + 1)
     assert loop.time() - start < 1.5
+
+
+async def test_output_holds_neither_banner_nor_echo(telnetd: telnet.TelnetSettings) -> None:
+    """Item 5: the banner and the shell's echo of the command never reach the caller (they used to
+    leak into failure reasons)."""
+    lines: list[str] = []
+    assert await telnet.run("127.0.0.1", "echo one; echo two >&2; sh -c 'exit 3'", telnetd, lines.append) == 3
+    assert [line.strip().removeprefix("# ") for line in lines] == ["one", "two"]
+
+
+async def test_unreachable_is_a_node_failure_after_some_attempts() -> None:
+    """Item 5: a telnet connection that cannot be made (refused, or timed out on a lossy link) is
+    tried again, then reported as a node failure, never as an unexpected error."""
+    refused = telnet.TelnetSettings(port=free_port(), connect_timeout=0.5, backoff=0.05)
+    with pytest.raises(NodeFailure, match=r"cannot open a telnet session to 127\.0\.0\.1 \(connection refused, 3 att"):
+        await telnet.run("127.0.0.1", "true", refused)
+    # a listener that never accepts and whose backlog is full: SYNs go unanswered, as on a lossy link
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        lossy = telnet.TelnetSettings(port=port, connect_timeout=0.3, backoff=0.05)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(NodeFailure, match=r"cannot open a telnet session to 127.0.0.1 \(.*3 attempts\)"):
+            await telnet.run("127.0.0.1", "true", lossy)
+        assert 0.9 - 0.1 < loop.time() - start < 3
+        for filler in fillers:
+            filler.close()
+
+
+async def test_a_session_that_breaks_is_a_node_failure(telnetd: telnet.TelnetSettings) -> None:
+    """Item 5: the shell going away before the status came back is a node failure naming it."""
+    with pytest.raises(NodeFailure, match=r"the telnet session to 127\.0\.0\.1 broke"):
+        await telnet.run("127.0.0.1", "kill -9 $$", telnetd)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Check everything before any node is touched, then load; exit 0 only if every node succeeded."""
     from ..jobs.imagingos import JobState
-    from ..jobs.load import load
+    from ..jobs.load import load, prepare
     from ..settings import load_plan, next_boot
     from ..transports import transport_for
 
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                          f" install it or set its path in [{transport.name}]")
     state = JobState(next_boot(config, nodes))
     state.nextboot.check(nodes)
+    prepare(plan)
     ctx.require_lease(nodes, plan.timeout)
 
     options = replayed_options(args, image=image.name)

@@ -81,8 +81,8 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
     doing = "still resetting"
     try:
         async with asyncio.timeout_at(boot_deadline):  # the reset too: a CMC may never say "on"
-            state.touched.add(node.number)
             what = await ensure_reset(cmc, node, settings.reset)
+            state.touched.add(node.number)
             emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
             doing = "telnet not up: timed out"
             try:
@@ -96,6 +96,28 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
             raise NodeFailure(f"{late} ({doing})") from None
         raise
     state.nextboot.boot_disk(node)
+
+
+MISSING = "__IMAGING_MISSING__"
+MISSING_RE = re.compile(MISSING + r' ([^\s"$]+)\s*$')  # not the echo of the loop, which says "$p"
+
+
+async def check_programs(node: Node, programs: Sequence[str], settings: telnet.TelnetSettings,
+                         section: str) -> None:
+    """NodeFailure naming the programs of ``programs`` that the node's imaging OS does not have (a
+    pipeline would otherwise fail half-way, or wait on a netcat whose producer never started)."""
+    names = " ".join(shlex.quote(p) for p in programs)
+    check = f'for p in {names}; do command -v "$p" >/dev/null 2>&1 || echo "{MISSING} $p"; done'
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(QUESTION_TIMEOUT):
+            await telnet.run(node.control.ip, check, settings, lines.append)
+    except TimeoutError:
+        raise NodeFailure(f"the imaging OS did not say which programs it has within {QUESTION_TIMEOUT:g}s") from None
+    missing = [found.group(1) for line in lines if (found := MISSING_RE.search(line))]
+    if missing:
+        raise NodeFailure(f"the imaging OS of {node.hostname} has no {', '.join(missing)}: install it there,"
+                          f" or set its path in [{section}]")
 
 
 async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:

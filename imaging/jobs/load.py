@@ -25,14 +25,14 @@ from typing import Any
 
 from .. import patterns, telnet
 from ..cmc import CmcClient, ensure_reset
-from ..errors import ImagingError, NodeFailure
+from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
 from ..transports.base import Channel, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size, run_imaging_node
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class Session:
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
         await boot_imaging_os(node, self.state, self.cmc, plan.boot, deadline, self.emit)
+        await check_programs(node, plan.transport.node_programs(plan.image.path), plan.boot.telnet,
+                             plan.transport.name)
         if self.needed is not None:
             size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
             if size is not None and size < self.needed:
@@ -192,16 +194,22 @@ class Session:
             self.sender_up.set()
 
 
+def prepare(plan: LoadPlan) -> None:
+    """What a load makes before any node is touched: this run's folder of transport logs
+    (UsageError, nothing changed, when it cannot be made)."""
+    try:
+        plan.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the transport log folder {plan.log_dir} ({exc.strerror});"
+                         " set [logging] transport_logs to a writable folder") from None
+
+
 async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     """Run the load; every node's result is also kept in ``state.results`` as it comes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
-    try:
-        plan.log_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImagingError(f"cannot create the transport log folder {plan.log_dir} ({exc.strerror});"
-                           " set [logging] transport_logs to a writable folder") from None
+    prepare(plan)
     # read once per command (the zstd frame header, imagedump…), checked on each node's disk
     needed = await plan.transport.disk_bytes_needed(plan.image.path)
     groups: dict[int, list[Node]] = defaultdict(list)

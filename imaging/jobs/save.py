@@ -26,7 +26,7 @@ from ..inventory import Node
 from ..savereceiver import SaveReceiver
 from ..transports.base import Transport
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, disk_size, run_imaging_node
+from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
 
 log = logging.getLogger(__name__)
 STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exited
@@ -74,6 +74,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
                     deadline: float) -> str:
     """The whole save of one node; returns what was done."""
     await boot_imaging_os(node, state, cmc, plan.boot, deadline, emit)
+    await check_programs(node, plan.transport.node_programs(None), plan.boot.telnet, plan.transport.name)
     target = plan.targets[node.number]
     size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
     free = os.statvfs(target.parent)

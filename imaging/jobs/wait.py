@@ -19,6 +19,8 @@ async def wait(nodes: Sequence[Node], timeout: float, *, ssh_settings: ssh.SshSe
     node gets the same deadline, ``timeout`` seconds from now.
     """
     deadline = asyncio.get_running_loop().time() + timeout
+    if ssh_settings is not None:
+        ssh_settings = ssh.with_keys(ssh_settings)  # once for all nodes; an unreadable key stops here
 
     async def work(node: Node) -> str:
         if telnet_settings is not None:

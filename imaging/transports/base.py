@@ -94,3 +94,8 @@ class Transport(ABC):
     @abstractmethod
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
         """The shell command run on the node to stream ``disk`` to server_ip:port."""
+
+    @abstractmethod
+    def node_programs(self, image: Path | None) -> tuple[str, ...]:
+        """The programs the node's imaging OS must have: to load ``image``, or to save when None
+        (checked on each node before they are run: a missing one is named, never waited on)."""

@@ -153,6 +153,10 @@ class Frisbee(Transport):
         """A parser of the client's output (frisbee tells its own chunk count)."""
         return FrisbeeParser()
 
+    def node_programs(self, image: Path | None) -> tuple[str, ...]:
+        """The frisbee client to load; imagezip and netcat to save."""
+        return (self.client,) if image is not None else (self.imagezip, self.netcat)
+
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
         """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
         return pipeline(f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} -",

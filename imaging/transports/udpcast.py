@@ -135,6 +135,12 @@ class Udpcast(Transport):
         """A parser that reports percent of the image's bytes received."""
         return UdpcastParser(image_size)
 
+    def node_programs(self, image: Path | None) -> tuple[str, ...]:
+        """udp-receiver (and zstd for a ``.img.zst``) to load; zstd and netcat to save."""
+        if image is None:
+            return ("zstd", self.netcat)
+        return (self.receiver, "zstd") if image.name.endswith(".zst") else (self.receiver,)
+
     def save_command(self, disk: str, server_ip: str, port: int) -> str:
         """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver.
 

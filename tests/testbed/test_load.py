@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_one_node_failing_three_ways_does_not_stop_the_others(bed: Testbed, imag
     assert reasons["fit02"] == "unreachable (timeout 2s)"
     assert reasons["fit03"].startswith("imaging OS not up within boot_timeout 10s (telnet not up")
     assert reasons["fit04"].startswith("receiver killed by signal 9 (log ")
-    assert run.json_lines()[-1]["retry"] == "imaging-load -i load16.img 2-4"
+    assert run.json_lines()[-1]["retry"] == "imaging-load -i load16.img -t 40 2-4"
     assert run.seconds < 40 + 2 + 1
     assert links(bed) == [] and senders(bed) == []
 
@@ -103,6 +104,37 @@ def test_disk_too_small_is_refused_before_writing(bed: Testbed, image16: TestIma
     assert "fit06  FAILED" in run.out
     assert "disk too small: fit06 has 8.0 MiB, the image needs 16.0 MiB" in run.out
     assert disk_holds(bed, 7, image16), run.out
+
+
+def boots(bed: Testbed, number: int) -> int:
+    """How many times the node's firmware started, from its console."""
+    return bed.layout.console_log(bed.node(number)).read_text().count("firmware starts")
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "no-reset"])
+def test_failed_nodes_boot_their_disk_and_missing_programs_are_named(bed: Testbed, image16: TestImage,
+                                                                     tmp_path: Path, reset: bool) -> None:
+    """Item 2: a receiver the imaging OS does not have is named at once (not a failure half-way);
+    item 6: a node that failed in the imaging OS is reset to boot its disk, unless -n, and says so."""
+    extra = tmp_path / "no-receiver.conf"
+    extra.write_text("[udpcast]\nreceiver = no-such-receiver\n")
+    before = {number: boots(bed, number) for number in (6, 7)}
+    run = product(bed, "load", "--config", str(extra), "-i", "load16", "--json", "-t", "30",
+                  *([] if reset else ["-n"]), "6-7")
+    assert run.code == 1, run.out + run.err
+    summary = {r["node"]: r["detail"] for r in run.json_lines()[-1]["summary"]}
+    after = "reset to boot its disk" if reset else "left in the imaging OS (-n)"
+    for host in ("fit06", "fit07"):
+        assert summary[host] == f"the imaging OS of {host} has no no-such-receiver: install it there, or set its" \
+                                f" path in [udpcast]; {after}", summary
+    assert run.seconds < 15
+    assert links(bed) == [] and senders(bed) == []
+    deadline = time.monotonic() + 5
+    while reset and any(boots(bed, n) < before[n] + 2 for n in (6, 7)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {n: boots(bed, n) - before[n] for n in (6, 7)} == {6: 2 if reset else 1, 7: 2 if reset else 1}
+    assert run.json_lines()[-1]["retry"] == f"imaging-load --config {extra} -i load16.img -t 30" \
+                                            f"{'' if reset else ' -n'} 6-7"
 
 
 def follow(bed: Testbed, *args: str) -> subprocess.Popen[str]:

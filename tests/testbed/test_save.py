@@ -318,6 +318,21 @@ def test_ctrl_c_mid_stream(bed: Testbed, tmp_path: Path, number: signal.Signals,
     assert_nothing_left(bed, tmp_path, code, seconds, expected_code=130)
 
 
+def test_a_program_missing_on_the_node_is_named_at_once(bed: Testbed, tmp_path: Path) -> None:
+    """Item 2: a save whose compressor the imaging OS does not have (frisbee's imagezip here) fails at
+    once naming it, instead of sitting in "saving" until the deadline; nothing is written."""
+    extra = tmp_path / "no-imagezip.conf"
+    extra.write_text("[frisbee]\nimagezip = no-such-imagezip\n")
+    run = save(bed, tmp_path, "--config", str(extra), "--transport", "frisbee", "--json", "-o", "nozip",
+               "-t", str(DEADLINE), "5")
+    assert run.code == 1, run.out + run.err
+    detail = run.json_lines()[-1]["summary"][0]["detail"]
+    assert detail.startswith("the imaging OS of fit05 has no no-such-imagezip: install it there"), detail
+    assert detail.endswith("; reset to boot its disk"), detail
+    assert run.seconds < 15
+    assert saves(tmp_path) == [] and links(bed) == []
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 def refused(bed: Testbed, run: Run, folder: Path, message: str) -> None:
