@@ -2,7 +2,9 @@
 
 The format is R2lab's: a list of objects ``{"cmc": IF, "control": IF, "data": IF}``
 where ``IF`` is ``{"hostname": …, "ip": …, "mac": …}`` and ``data`` is optional.
-A node's number is the digits of its control hostname (``fit07`` → 7).
+A node's number is the one its control hostname carries after its letters
+(``fit07`` and ``fit07.r2lab.inria.fr`` → 7).  No two nodes share a number, and no
+two interfaces share a hostname, an IP address or a MAC.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InventoryError
+from .selector import MAX_NODE, hostname_number, shown
 
 MAC_RE = re.compile(r"\A[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+HOSTNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9.-]*\Z")
+MAX_HOSTNAME = 253
 ROLES = ("cmc", "control", "data")
 
 
@@ -57,35 +62,61 @@ class Node:
 
     def interfaces(self) -> Iterator[Interface]:
         """The node's interfaces that exist."""
-        yield self.cmc
-        yield self.control
+        for _, interface in self.roles():
+            yield interface
+
+    def roles(self) -> Iterator[tuple[str, Interface]]:
+        """The node's interfaces that exist, each with its role (``cmc``, ``control``, ``data``)."""
+        yield "cmc", self.cmc
+        yield "control", self.control
         if self.data is not None:
-            yield self.data
+            yield "data", self.data
+
+
+_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+               dict: "an object", type(None): "null"}
+_EXAMPLES = {"hostname": "fit07", "ip": "192.168.3.7", "mac": "00:03:1d:0e:03:19"}
+_FIXES = {"hostname": "its own hostname", "ip": "its own address", "mac": "its own MAC"}
+
+
+def _string(raw: dict[str, Any], key: str, role: str, where: str) -> str:
+    try:
+        value = raw[key]
+    except KeyError:
+        raise InventoryError(f"{where}: '{role}' lacks {key!r}") from None
+    if not isinstance(value, str):
+        raise InventoryError(f"{where}: '{role}' {key} is {_JSON_KINDS.get(type(value), 'not a string')},"
+                             f" not a string: write it \"{_EXAMPLES[key]}\"")
+    return value
 
 
 def _interface(entry: dict[str, Any], role: str, where: str) -> Interface:
     raw = entry.get(role)
     if not isinstance(raw, dict):
         raise InventoryError(f"{where}: '{role}' must be an object with hostname, ip and mac")
+    hostname, ip, mac = (_string(raw, key, role, where) for key in ("hostname", "ip", "mac"))
+    if len(hostname) > MAX_HOSTNAME or not HOSTNAME_RE.match(hostname):
+        raise InventoryError(f"{where}: '{role}' hostname {shown(hostname)} is not a hostname"
+                             f" (letters, digits, '.' and '-', at most {MAX_HOSTNAME})")
     try:
-        hostname, ip, mac = (raw[k] for k in ("hostname", "ip", "mac"))
-    except KeyError as exc:
-        raise InventoryError(f"{where}: '{role}' lacks {exc.args[0]!r}") from None
-    if not isinstance(hostname, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hostname):
-        raise InventoryError(f"{where}: '{role}' hostname {hostname!r} is not a hostname")
-    try:
-        ipaddress.ip_address(ip)
-    except (ValueError, TypeError):
-        raise InventoryError(f"{where}: '{role}' ip {ip!r} is not an IP address") from None
-    try:
-        mac = normalize_mac(str(mac))
+        address = ipaddress.ip_address(ip)
     except ValueError:
-        raise InventoryError(f"{where}: '{role}' mac {mac!r} is malformed (want aa:bb:cc:dd:ee:ff)") from None
-    return Interface(hostname, str(ip), mac)
+        raise InventoryError(f"{where}: '{role}' ip {shown(ip)} is not an IP address"
+                             f" (e.g. \"{_EXAMPLES['ip']}\")") from None
+    try:
+        mac = normalize_mac(mac)
+    except ValueError:
+        raise InventoryError(f"{where}: '{role}' mac {shown(mac)} is malformed"
+                             " (want aa:bb:cc:dd:ee:ff)") from None
+    return Interface(hostname, str(address), mac)
 
 
 def parse_entries(entries: Any, source: str) -> list[Node]:
-    """Check a decoded inventory and build its nodes; errors name the entry's index."""
+    """Check a decoded inventory and build its nodes; errors name the entry's index.
+
+    A node's number is the one its control hostname carries: the short name
+    must be letters then the number (``fit07``, ``fit07.r2lab.inria.fr``).
+    """
     if not isinstance(entries, list):
         raise InventoryError(f"inventory {source} must be a JSON list of nodes")
     nodes: list[Node] = []
@@ -96,34 +127,47 @@ def parse_entries(entries: Any, source: str) -> list[Node]:
         control = _interface(entry, "control", where)
         cmc = _interface(entry, "cmc", where)
         data = _interface(entry, "data", where) if entry.get("data") is not None else None
-        digits = re.sub(r"\D", "", control.hostname)
-        if not digits or int(digits) == 0:
-            raise InventoryError(f"{where}: control hostname {control.hostname!r}"
-                                 " carries no node number")
-        nodes.append(Node(int(digits), cmc, control, data))
+        number = hostname_number(control.hostname)
+        if number is None:
+            raise InventoryError(f"{where}: control hostname {shown(control.hostname)} carries no"
+                                 f" node number: name it letters then a number from 1 to {MAX_NODE}"
+                                 " (fit07, or fit07.example.org)")
+        nodes.append(Node(number, cmc, control, data))
     return nodes
 
 
 class Inventory:
-    """The nodes of the testbed, looked up by number, hostname or MAC."""
+    """The nodes of the testbed, looked up by number, hostname or MAC.
+
+    No two nodes share a number, and no two interfaces (of any nodes) share a
+    hostname, an IP address or a MAC.
+    """
 
     def __init__(self, nodes: list[Node], source: str = "(memory)") -> None:
         self.source = source
         self._by_number: dict[int, Node] = {}
         self._by_name: dict[str, Node] = {}
         self._by_mac: dict[str, Node] = {}
+        entry_of: dict[int, int] = {}
+        owners: dict[tuple[str, str], tuple[int, str]] = {}  # (field, value) -> (entry, role)
         for index, node in enumerate(nodes):
             where = f"inventory {source}, entry {index}"
-            if node.number in self._by_number:
-                raise InventoryError(f"{where}: node number {node.number} appears twice")
+            if node.number in entry_of:
+                other = entry_of[node.number]
+                raise InventoryError(f"{where}: node number {node.number} ({node.hostname}) is also"
+                                     f" entry {other}'s ({nodes[other].hostname});"
+                                     " each node needs its own number")
+            entry_of[node.number] = index
             self._by_number[node.number] = node
-            for interface in node.interfaces():
-                name = interface.hostname.lower()
-                if name in self._by_name:
-                    raise InventoryError(f"{where}: hostname {interface.hostname} appears twice")
-                if interface.mac in self._by_mac:
-                    raise InventoryError(f"{where}: MAC {interface.mac} appears twice")
-                self._by_name[name] = node
+            for role, interface in node.roles():
+                for field, value in (("hostname", interface.hostname.lower()),
+                                     ("ip", interface.ip), ("mac", interface.mac)):
+                    if (field, value) in owners:
+                        other, other_role = owners[field, value]
+                        raise InventoryError(f"{where}: '{role}' {field} {value} is also entry {other}'s"
+                                             f" '{other_role}' {field}; each interface needs {_FIXES[field]}")
+                    owners[field, value] = (index, role)
+                self._by_name[interface.hostname.lower()] = node
                 self._by_mac[interface.mac] = node
 
     @classmethod
@@ -136,11 +180,20 @@ class Inventory:
                                  " in your config or create it (see inventory/configure.py)") from None
         except OSError as exc:
             raise InventoryError(f"cannot read inventory {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InventoryError(f"inventory {path} is not UTF-8 text (byte {exc.start}):"
+                                 " it must be JSON; rebuild it with inventory/configure.py") from None
         try:
             entries = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InventoryError(f"inventory {path} is not valid JSON: {exc.msg}"
                                  f" at line {exc.lineno}") from None
+        except ValueError:  # json's own int() past Python's 4300 digits
+            raise InventoryError(f"inventory {path} holds a number too long to read;"
+                                 " an inventory holds none: fix or rebuild it with inventory/configure.py") from None
+        except RecursionError:
+            raise InventoryError(f"inventory {path} nests too deeply to be an inventory:"
+                                 " it must be a list of node objects (see inventory/configure.py)") from None
         return cls(parse_entries(entries, str(path)), str(path))
 
     def __iter__(self) -> Iterator[Node]:

@@ -11,24 +11,34 @@ Backends (``[leases] backend``):
 
 Privileged logins (``[leases] privileged``, default ``root``) are always
 allowed.  A login acts as the slice ``[leases] slices`` maps it to
-(``alice:inria_alice, bob:upmc_bob``), else as the slice of its own name.
-When the leases cannot be read (API down, timeout, bad file) the answer is no:
-the check fails closed, and never hangs past ``[leases] timeout``.
+(``alice:inria_alice, bob:upmc_bob``), else as the slice of its own name; the
+login is the account of the process's user id (:func:`current_login`), not
+``$USER``, which anyone may set.  When the leases cannot be read (API down,
+timeout, missing or bad file, a lease that ends before it starts, an unknown
+field) the answer is no: the check fails closed, and never hangs past
+``[leases] timeout``.  An unknown backend name is refused when the config is
+read (:data:`BACKENDS` are the names the config accepts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .config import split_pairs
 from .errors import ConfigError, ImagingError, SelectorError
 from .selector import format_ranges, select
+
+MAX_FILE_BYTES = 16 << 20  # a leases file is small; more is not one (/dev/zero)
+FIELDS = ("slice", "from", "until", "nodes")  # of a lease in a leases file
 
 
 class LeaseError(ImagingError):
@@ -78,48 +88,99 @@ class Verdict:
     until: datetime | None = None
 
 
+def current_login() -> str:
+    """The login of this process's real user id (``$USER`` and ``$LOGNAME`` are the
+    user's to set, so they never decide who is privileged); the number when the
+    account has no name."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def parse_slices(text: str) -> tuple[tuple[str, str], ...]:
     """``alice:inria_alice, bob:upmc_bob`` → pairs; ConfigError if malformed."""
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        login, sep, name = item.partition(":")
-        if not sep or not login.strip() or not name.strip():
-            raise ConfigError(f"[leases] slices: {item!r} must be login:slice")
-        pairs.append((login.strip(), name.strip()))
-    return tuple(pairs)
+    try:
+        return split_pairs(text)
+    except ValueError as exc:
+        raise ConfigError(f"[leases] slices: {exc}") from None
 
 
 def parse_time(value: Any, where: str) -> datetime:
     """An ISO 8601 instant (naive means UTC) or a TOML datetime, as an aware UTC datetime."""
     try:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
+        return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves it out of the years 1-9999
         raise LeaseError(f"{where}: {value!r} is not an ISO 8601 time") from None
-    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
+
+
+def make_lease(slice_: str, start: Any, end: Any, where: str, nodes: frozenset[int] | None = None) -> Lease:
+    """A lease from the text of its instants; LeaseError naming it (``where``) when they
+    are not times or it does not end after it starts."""
+    lease = Lease(slice_, parse_time(start, where), parse_time(end, where), nodes)
+    if lease.start >= lease.end:
+        raise LeaseError(f"{where}: it does not end after it starts (from {lease.start:%Y-%m-%d %H:%M:%S},"
+                         f" until {lease.end:%Y-%m-%d %H:%M:%S} UTC); ask the testbed's admin to fix it")
+    return lease
+
+
+def _lease_nodes(nodes: Any, where: str) -> frozenset[int] | None:
+    """A lease's ``nodes`` spec, as numbers (None when absent: the whole testbed)."""
+    if nodes is None:
+        return None
+    if isinstance(nodes, bool) or not isinstance(nodes, str | int) or not str(nodes).strip():
+        raise LeaseError(f"{where}: nodes = {nodes!r} is not a node spec such as \"1-5\"")
+    try:
+        return frozenset(select(str(nodes).split()))
+    except (SelectorError, ValueError) as exc:  # ValueError: e.g. a number of 5000 digits
+        raise LeaseError(f"{where}: nodes = {str(nodes)[:40]!r} is not a node spec"
+                         f" ({str(exc)[:200]})") from None
+
+
+def _read_entries(path: Path) -> Any:
+    """What the file holds: a JSON list, or the TOML ``[[lease]]`` tables."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise LeaseError(f"cannot read the leases file {path} ({exc.strerror or exc});"
+                         " ask the testbed's admin") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise LeaseError(f"the leases file {path} is larger than {MAX_FILE_BYTES >> 20} MiB; ask the testbed's admin")
+    try:
+        text = data.decode("utf-8-sig")
+        if path.suffix != ".toml":
+            return json.loads(text)
+        document = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        raise LeaseError(f"the leases file {path} is not valid: {str(exc).splitlines()[0]}") from None
+    unknown = sorted(set(document) - {"lease"})
+    if unknown:
+        raise LeaseError(f"the leases file {path} holds {unknown[0]!r}: want only [[lease]] tables")
+    return document.get("lease", [])
 
 
 def _from_file(path: Path) -> list[Lease]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        entries = tomllib.loads(text).get("lease", []) if path.suffix == ".toml" else json.loads(text)
-    except OSError as exc:
-        raise LeaseError(f"cannot read the leases file {path} ({exc.strerror}); ask the testbed's admin") from None
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise LeaseError(f"the leases file {path} is not valid: {str(exc).splitlines()[0]}") from None
+    entries = _read_entries(path)
     if not isinstance(entries, list):
         raise LeaseError(f"the leases file {path} must hold a list of leases")
     leases = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(entries, 1):
         where = f"leases file {path}, lease {index}"
-        try:
-            nodes = entry.get("nodes")
-            numbers = frozenset(select(str(nodes).split())) if nodes else None
-            leases.append(Lease(str(entry["slice"]), parse_time(entry["from"], where),
-                                parse_time(entry["until"], where), numbers))
-        except (KeyError, TypeError, AttributeError):
-            raise LeaseError(f"{where}: want slice, from, until (and optional nodes)") from None
-        except SelectorError as exc:
-            raise LeaseError(f"{where}: {exc.message}") from None
+        if not isinstance(entry, dict):
+            raise LeaseError(f"{where}: want a table of slice, from, until (and optional nodes)")
+        if isinstance(entry.get("slice"), str) and entry["slice"]:
+            where += f" ({entry['slice'][:40]!r})"
+        unknown = sorted(set(entry) - set(FIELDS))
+        if unknown:  # a misspelt "nodes" would make a per-node lease one of the whole testbed
+            raise LeaseError(f"{where}: unknown field {unknown[0]!r}; want {', '.join(FIELDS)}")
+        if "from" not in entry or "until" not in entry or not isinstance(entry.get("slice"), str) \
+                or not entry["slice"]:
+            raise LeaseError(f"{where}: want slice, from, until (and optional nodes)")
+        leases.append(make_lease(entry["slice"], entry["from"], entry["until"], where,
+                                 _lease_nodes(entry.get("nodes"), where)))
     return leases
 
 
@@ -140,38 +201,57 @@ async def _from_api(settings: LeaseSettings, now: datetime) -> list[Lease]:
         problem = f"timeout {settings.timeout:g}s"
     except aiohttp.ClientConnectorError as exc:
         problem = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else str(exc.strerror)
-    except (aiohttp.ClientError, ValueError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"
+    except (aiohttp.ClientError, ValueError, RecursionError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
     if problem is not None:
         raise LeaseError(f"cannot verify the leases at {url} ({problem}); try again later,"
                          " or ask the testbed's admin")
     if not isinstance(entries, list):
         raise LeaseError(f"the leases API at {url} did not answer a list")
     leases = []
-    for entry in entries:
-        try:
-            leases.append(Lease(str(entry.get("slice_name") or "(unknown)"),
-                                parse_time(entry["t_from"], url), parse_time(entry["t_until"], url)))
-        except (KeyError, TypeError, AttributeError):
-            raise LeaseError(f"the leases API at {url} answered a lease without t_from/t_until") from None
+    for index, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or "t_from" not in entry or "t_until" not in entry:
+            raise LeaseError(f"the leases API at {url} answered a lease without t_from/t_until")
+        name = str(entry.get("slice_name") or "(unknown)")
+        leases.append(make_lease(name, entry["t_from"], entry["t_until"],
+                                 f"the leases API at {url}, lease {index} ({name[:40]})"))
     return leases
 
 
+async def _none(settings: LeaseSettings, now: datetime) -> list[Lease]:
+    return []
+
+
+async def _file(settings: LeaseSettings, now: datetime) -> list[Lease]:
+    if settings.file is None:
+        raise ConfigError("[leases] backend = file needs [leases] file")
+    return _from_file(settings.file)
+
+
+async def _r2labapi(settings: LeaseSettings, now: datetime) -> list[Lease]:
+    if not settings.url:
+        raise ConfigError("[leases] backend = r2labapi needs [leases] url")
+    return await _from_api(settings, now)
+
+
+# backend name -> how to read its leases; the config's [leases] backend accepts these names only
+BACKENDS: dict[str, Callable[[LeaseSettings, datetime], Awaitable[list[Lease]]]] = {
+    "none": _none, "file": _file, "r2labapi": _r2labapi,
+}
+
+
+def _reader(settings: LeaseSettings) -> Callable[[LeaseSettings, datetime], Awaitable[list[Lease]]]:
+    """How the settings' backend reads its leases; ConfigError when it is unknown."""
+    read = BACKENDS.get(settings.backend)
+    if read is None:
+        raise ConfigError(f"[leases] backend = {settings.backend!r} is not one of {', '.join(BACKENDS)}")
+    return read
+
+
 async def fetch(settings: LeaseSettings, now: datetime) -> list[Lease]:
-    """Every lease the backend knows of, sorted by start; LeaseError when they cannot be read."""
-    if settings.backend == "none":
-        return []
-    if settings.backend == "file":
-        if settings.file is None:
-            raise ConfigError("[leases] backend = file needs [leases] file")
-        leases = _from_file(settings.file)
-    elif settings.backend == "r2labapi":
-        if not settings.url:
-            raise ConfigError("[leases] backend = r2labapi needs [leases] url")
-        leases = await _from_api(settings, now)
-    else:
-        raise ConfigError(f"[leases] backend = {settings.backend!r}: want none, file or r2labapi")
-    return sorted(leases, key=lambda lease: lease.start)
+    """Every lease the backend knows of, sorted by start; LeaseError when they cannot be read,
+    ConfigError when the backend is unknown or misses its file or URL."""
+    return sorted(await _reader(settings)(settings, now), key=lambda lease: lease.start)
 
 
 def _clock(moment: datetime, now: datetime) -> str:
@@ -209,8 +289,12 @@ def judge(leases: Sequence[Lease], settings: LeaseSettings, login: str, nodes: S
 
 async def authorize(settings: LeaseSettings, login: str, nodes: Sequence[int],
                     now: datetime | None = None) -> Verdict:
-    """Fetch the leases (unless the backend is none or the login privileged) and judge."""
+    """Fetch the leases (unless the backend is none or the login privileged) and judge.
+
+    Fails closed: an unknown backend is a ConfigError even for a privileged login,
+    leases that cannot be read a LeaseError."""
     now = now or datetime.now(UTC)
+    _reader(settings)  # an unknown backend refuses everyone, the privileged too
     if settings.backend == "none" or login in settings.privileged:
         return judge([], settings, login, nodes, now)
     return judge(await fetch(settings, now), settings, login, nodes, now)

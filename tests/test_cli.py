@@ -67,8 +67,8 @@ def test_bad_config_and_inventory(cli, sandbox: Path, monkeypatch: pytest.Monkey
     bad.write_text("[nodes]\nbandwidth = lots\n")
     result = cli("imaging-main", "nodes", "--config", str(bad), "1")
     assert result.code == 2
-    assert result.err == (f"imaging-nodes: error: {bad}: [nodes] bandwidth = 'lots' is not a valid int;"
-                          " the default is '500'\n")
+    assert result.err == (f"imaging-nodes: error: {bad}:2: [nodes] bandwidth = 'lots' is not a whole number"
+                          " from 1 to 100000 (Mibps)\n")
     inventory = sandbox / "inv.json"
     inventory.write_text('[{"cmc": {}}]')
     (sandbox / "inv.conf").write_text(f"[testbed]\ninventory = {inventory}\n")
@@ -146,7 +146,7 @@ def test_resolve(cli, populated: Path) -> None:
 
 
 def test_config_command_tells_origins_and_redacts(cli, sandbox: Path) -> None:
-    (sandbox / "work" / "imaging.conf").write_text("[nodes]\nbandwidth = 42\n[leases]\nurl = x\n")
+    (sandbox / "work" / "imaging.conf").write_text("[nodes]\nbandwidth = 42\n[leases]\nurl = http://x\n")
     result = cli("imaging-main", "config")
     assert result.code == 0
     assert "bandwidth = 42    # ./imaging.conf" in result.out
@@ -190,10 +190,13 @@ def test_load_preflight_refuses_before_touching_nodes(cli, populated: Path) -> N
     result = cli("imaging-load", "-i", "ubuntu-24", "--transport", "udpcast", "1-2")
     assert result.code == 2 and "ubuntu-24.ndz is a frisbee image; the udpcast transport loads" in result.err
     result = cli("imaging-load", "-i", "fedora-40", "-b", "0", "--transport", "udpcast", "1")
-    assert result.code == 2 and "'0' is not a bandwidth from 1 to 100000 Mibps" in result.err
-    for bad in ("-5", "nan", "inf", "soon"):
+    assert result.code == 2 and "'0' is not a whole number from 1 to 100000 (Mibps)" in result.err
+    for bad in ("-5", "nan", "inf", "soon", "1e12", "\uff13", "0"):  # item 4: what the config refuses too
         result = cli("imaging-load", "-i", "fedora-40", "-t", bad, "1")
-        assert result.code == 2 and f"{bad!r} is not a positive number of seconds" in result.err
+        assert result.code == 2 and f"{bad!r} is not a number of seconds from more than 0 to 604800" in result.err
+    for bad in ("\uff13", "\u0663", "100001", "1_0"):  # item 4: non-ASCII digits are not digits here
+        result = cli("imaging-load", "-i", "fedora-40", "-b", bad, "1")
+        assert result.code == 2 and f"{bad!r} is not a whole number from 1 to 100000 (Mibps)" in result.err
 
 
 def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:

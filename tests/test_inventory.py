@@ -1,11 +1,12 @@
-"""The JSON inventory and the site-description generator."""
+"""The JSON inventory: its format, the node-number rule and every check it makes."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,13 @@ from imaging.inventory import Inventory, parse_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "inventory" / "sample-inventory.json"
-CONFIGURE = ROOT / "inventory" / "configure.py"
 
 
-def entry(number: int, data: bool = True) -> dict:
-    result = {
+Entry = dict[str, Any]
+
+
+def entry(number: int, data: bool = True) -> Entry:
+    result: Entry = {
         "cmc": {"hostname": f"reboot{number:02d}", "ip": f"127.0.1.{number}", "mac": f"02:00:00:01:00:{number:02x}"},
         "control": {"hostname": f"fit{number:02d}", "ip": f"127.0.3.{number}", "mac": f"02:00:00:03:00:{number:02X}"},
     }
@@ -50,7 +53,7 @@ def test_macs_normalized_and_data_optional() -> None:
     assert list(nodes[1].interfaces()) == [nodes[1].cmc, nodes[1].control]
 
 
-def broken(change) -> list[dict]:
+def broken(change: Callable[[list[Entry]], object]) -> list[Entry]:
     entries = [entry(1), entry(2), entry(3)]
     change(entries)
     return entries
@@ -59,15 +62,18 @@ def broken(change) -> list[dict]:
 @pytest.mark.parametrize(("change", "words"), [
     (lambda e: e[1]["control"].update(mac="zz:00:00:00:00:01"), "entry 1: 'control' mac 'zz:00"),
     (lambda e: e[2]["cmc"].update(ip="300.1.1.1"), "entry 2: 'cmc' ip '300.1.1.1'"),
-    (lambda e: e[2]["control"].update(hostname="fit01"), "entry 2: node number 1 appears twice"),
-    (lambda e: e[1]["data"].update(mac=e[0]["data"]["mac"]), "entry 1: MAC .* appears twice"),
-    (lambda e: e[1]["cmc"].update(hostname="reboot01"), "entry 1: hostname reboot01 appears twice"),
+    (lambda e: e[2]["control"].update(hostname="fit01"),
+     r"entry 2: node number 1 \(fit01\) is also entry 0's \(fit01\); each node needs its own number"),
+    (lambda e: e[1]["data"].update(mac=e[0]["data"]["mac"]),
+     "entry 1: 'data' mac 02:00:00:02:00:01 is also entry 0's 'data' mac; each interface needs its own MAC"),
+    (lambda e: e[1]["cmc"].update(hostname="REBOOT01"),
+     "entry 1: 'cmc' hostname reboot01 is also entry 0's 'cmc' hostname; each interface needs its own hostname"),
     (lambda e: e[0].pop("cmc"), "entry 0: 'cmc' must be an object"),
     (lambda e: e[0]["control"].pop("ip"), "entry 0: 'control' lacks 'ip'"),
     (lambda e: e[0]["control"].update(hostname="server"), "entry 0: control hostname 'server'"),
     (lambda e: e.append(3), "entry 3: must be an object"),
 ])
-def test_validation_names_the_entry(tmp_path: Path, change, words: str) -> None:
+def test_validation_names_the_entry(tmp_path: Path, change: Callable[[list[Entry]], object], words: str) -> None:
     path = tmp_path / "inv.json"
     path.write_text(json.dumps(broken(change)))
     with pytest.raises(InventoryError, match=words):
@@ -85,45 +91,113 @@ def test_unreadable_files(tmp_path: Path) -> None:
         Inventory.load(tmp_path / "dict.json")
 
 
-def configure(tmp_path: Path, site: str, *options: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "site.txt").write_text(site)
-    return subprocess.run([sys.executable, str(CONFIGURE), *options, str(tmp_path / "site.txt"),
-                           "-o", str(tmp_path / "out.json")], capture_output=True, text=True)
+
+# --- item 1: inputs that used to end in a traceback ---------------------------
+
+def one_line_error(path: Path) -> str:
+    """Load ``path``, which must fail; the message, checked to be one short line."""
+    with pytest.raises(InventoryError) as caught:
+        Inventory.load(path)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 400
+    return message
 
 
-def test_configure_builds_r2lab_format_with_replacement_slot(tmp_path: Path) -> None:
-    site = ("# slot control data cmc\n"
-            "1 00:03:1D:0E:03:19 00:03:1d:0e:03:18 02:00:00:00:00:01\n"
-            "15 00:03:1d:0e:63:2c - 02:00:00:00:00:0f 41   # node 41 sits in slot 15\n")
-    done = configure(tmp_path, site, "--control-ip", "10.0.3.%d")
-    assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "out.json").read_text())
-    assert result[0]["control"] == {"hostname": "fit01", "ip": "10.0.3.1", "mac": "00:03:1d:0e:03:19"}
-    assert result[0]["cmc"] == {"hostname": "reboot01", "ip": "192.168.1.1", "mac": "02:00:00:00:00:01"}
-    assert result[1]["control"]["hostname"] == "fit41" and result[1]["cmc"]["ip"] == "192.168.1.41"
-    assert "data" not in result[1]
-    inventory = Inventory.load(tmp_path / "out.json")
-    assert inventory.numbers() == frozenset({1, 41})
-
-
-@pytest.mark.parametrize(("site", "options", "words"), [
-    ("1 00:03:1d:0e:03:19 02:00:00:00:00:01\n", (), "site.txt:1: want"),
-    ("1 nomac 00:03:1d:0e:03:18 02:00:00:00:00:01\n", (), "malformed MAC"),
-    ("1 00:03:1d:0e:03:19 - 02:00:00:00:00:01\n2 00:03:1d:0e:03:19 - 02:00:00:00:00:02\n", (),
-     "appears twice"),
-    ("1 00:03:1d:0e:03:19 - 02:00:00:00:00:01\n", ("--control-ip", "10.0.0.1"), "must hold one %d"),
+@pytest.mark.parametrize(("content", "words"), [
+    (b'[{"cmc": "\xff\xfe"}]', r"is not UTF-8 text \(byte 10\): it must be JSON; rebuild it"),
+    (b"[" * 100_000 + b"]" * 100_000, "nests too deeply to be an inventory: it must be a list of node objects"),
+    (b'[{"cmc": ' + b"1" * 5000 + b"}]", "holds a number too long to read; an inventory holds none"),
 ])
-def test_configure_errors(tmp_path: Path, site: str, options: tuple[str, ...], words: str) -> None:
-    done = configure(tmp_path, site, *options)
-    assert done.returncode == 2
-    assert words in done.stderr and done.stderr.count("\n") == 1
+def test_item1_unreadable_content_is_one_line(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "inv.json"
+    path.write_bytes(content)
+    message = one_line_error(path)
+    assert message.startswith(f"inventory {path} ")
+    assert re.search(words, message)
 
 
-def test_committed_sample_matches_its_site_description(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(CONFIGURE), "--control-ip", "127.0.3.%d", "--cmc-ip",
-                           "127.0.1.%d", "--data-ip", "127.0.2.%d", str(ROOT / "inventory" / "sample-site.txt")],
-                          capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == json.loads(SAMPLE.read_text())
-    addresses = [i["ip"] for e in json.loads(SAMPLE.read_text()) for i in e.values()]
-    assert all(a.startswith("127.") for a in addresses)  # the sample never points at a real network
+def test_item1_hostname_of_5000_digits(tmp_path: Path) -> None:
+    entries = [entry(1), entry(2)]
+    entries[1]["control"]["hostname"] = "fit" + "1" * 5000
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(entries))
+    message = one_line_error(path)
+    assert "entry 1: 'control' hostname 'fit11111111111111111'… (5003 characters) is not a hostname" in message
+    entries[1]["control"]["hostname"] = "fit" + "1" * 250  # a hostname still, but not a node number
+    path.write_text(json.dumps(entries))
+    assert "entry 1: control hostname 'fit11111111111111111'… (253 characters) carries no node number" \
+        in one_line_error(path)
 
+
+# --- item 4: node numbers, addresses ------------------------------------------
+
+@pytest.mark.parametrize(("hostname", "number"), [
+    ("fit07", 7), ("fit7", 7), ("FIT07", 7), ("fit01.r2lab.inria.fr", 1), ("node042.example.org", 42),
+    ("fit99999", 99_999), ("7", 7),
+])
+def test_item4_number_is_the_short_names_digits_after_its_letters(hostname: str, number: int) -> None:
+    first = entry(1)
+    first["control"]["hostname"] = hostname
+    assert [n.number for n in parse_entries([first], "x")] == [number]
+
+
+@pytest.mark.parametrize("hostname", [
+    "fit1a2", "fit-7", "7fit", "fit0", "fit100000", "fit", "fit.7", "r2lab.fit07", "fit07a.example.org",
+])
+def test_item4_hostname_that_is_not_letters_then_number_is_refused(hostname: str) -> None:
+    first = entry(1)
+    first["control"]["hostname"] = hostname
+    with pytest.raises(InventoryError, match=rf"entry 0: control hostname {re.escape(repr(hostname))}"
+                                             r" carries no node number: name it letters then a number"
+                                             r" from 1 to 99999 \(fit07, or fit07.example.org\)"):
+        parse_entries([first], "x")
+
+
+def test_item4_domain_hostnames_keep_their_numbers_and_names() -> None:
+    entries = [entry(1), entry(2)]
+    for number, one in zip((1, 2), entries, strict=True):
+        one["control"]["hostname"] = f"fit{number:02d}.r2lab.inria.fr"
+    inventory = Inventory(parse_entries(entries, "x"))
+    assert inventory.numbers() == frozenset({1, 2})
+    assert inventory.by_number(2).hostname == "fit02.r2lab.inria.fr"
+    assert inventory.by_hostname("FIT02.r2lab.inria.fr") is inventory.by_number(2)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda e: e[2]["control"].update(ip="127.0.3.1"),
+     "entry 2: 'control' ip 127.0.3.1 is also entry 0's 'control' ip; each interface needs its own address"),
+    (lambda e: e[1]["cmc"].update(ip="127.0.1.1"),
+     "entry 1: 'cmc' ip 127.0.1.1 is also entry 0's 'cmc' ip"),
+    (lambda e: e[2]["cmc"].update(ip="127.0.3.2"),  # across roles and nodes
+     "entry 2: 'cmc' ip 127.0.3.2 is also entry 1's 'control' ip"),
+    (lambda e: e[0]["control"].update(ip="127.0.1.1"),  # within one node: the cmc is read first
+     "entry 0: 'control' ip 127.0.1.1 is also entry 0's 'cmc' ip"),
+    (lambda e: (e[0]["cmc"].update(ip="fd00::1"), e[1]["cmc"].update(ip="fd00:0:0::0001")),
+     "entry 1: 'cmc' ip fd00::1 is also entry 0's 'cmc' ip"),  # one address, two spellings
+    (lambda e: e[1]["control"].update(mac=e[0]["cmc"]["mac"].upper()),
+     "entry 1: 'control' mac 02:00:00:01:00:01 is also entry 0's 'cmc' mac"),
+    (lambda e: e[2]["data"].update(hostname="fit01"),
+     "entry 2: 'data' hostname fit01 is also entry 0's 'control' hostname"),
+])
+def test_item4_duplicates_name_both_entries(change: Callable[[list[Entry]], object], words: str) -> None:
+    with pytest.raises(InventoryError, match=re.escape(words)):
+        Inventory(parse_entries(broken(change), "x"), "x")
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    (2130706433, "a number"), (None, "null"), (["127.0.0.1"], "a list"), (True, "a boolean"),
+    ({"v4": "127.0.0.1"}, "an object"), (1.5, "a number"),
+])
+@pytest.mark.parametrize(("role", "key"), [("control", "ip"), ("cmc", "ip"), ("cmc", "mac"),
+                                           ("control", "hostname")])
+def test_item4_non_string_fields_are_refused(value: object, kind: str, role: str, key: str) -> None:
+    first = entry(1)
+    first[role][key] = value
+    with pytest.raises(InventoryError, match=rf"entry 0: '{role}' {key} is {kind}, not a string: write it \""):
+        parse_entries([first], "x")
+
+
+def test_item4_addresses_are_kept_in_canonical_form() -> None:
+    first = entry(1)
+    first["cmc"]["ip"] = "FD00:0::1"
+    assert parse_entries([first], "x")[0].cmc.ip == "fd00::1"

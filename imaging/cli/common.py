@@ -26,21 +26,25 @@ CLEANUP_GRACE = 3.0  # seconds past a job's deadline for stopping senders and cl
 
 
 def seconds(text: str) -> float:
-    """argparse type: a positive, finite number of seconds."""
+    """argparse type: a number of seconds as the config takes them (more than 0, at most a week)."""
+    from ..config import MAX_SECONDS, parse_seconds
     try:
-        value = float(text)
+        return parse_seconds(text)
     except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from more than 0"
+                                         f" to {MAX_SECONDS:g}") from None
 
 
 def mibps(text: str) -> int:
-    """argparse type: a bandwidth in Mibit/s, 1 to 100000."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a bandwidth from 1 to 100000 Mibps")
-    return int(text)
+    """argparse type: a bandwidth in Mibit/s, with the bounds of ``[nodes] bandwidth``."""
+    from ..config import key
+    bandwidth = key("nodes", "bandwidth")
+    try:
+        value = bandwidth.check(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {bandwidth.allowed()}") from None
+    assert isinstance(value, int)
+    return value
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +59,11 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """The node selection arguments: ``-a`` and node specs."""
     parser.add_argument("-a", "--all-nodes", action="store_true",
                         help="add the configured all_scope ([testbed] all_scope)")
+    parser.add_argument("-k", "--known", action="store_true",
+                        help="keep only the nodes the inventory knows (a site's holes), saying which were skipped")
     parser.add_argument("specs", nargs="*", metavar="SPEC",
                         help="nodes: 7, fit07, reboot7, 1-12, fit15-reboot18, 1-9-2 (step),"
-                             " 1,3,5, ~4-6 (remove); applied in order; default $NODES")
+                             " 1,3,5, ~4-6 (remove), fit[01-03,07]; applied in order; default $NODES")
 
 
 class Context:
@@ -104,6 +110,7 @@ class Context:
                 prefixes=(config.get_str("testbed", "regularname"),
                           config.get_str("testbed", "rebootname")),
                 known=self.inventory.numbers(),
+                skip_unknown=self._warn if getattr(self.args, "known", False) else None,
             )
         except SelectorError as exc:
             raise SelectorError(self._suggest_image(specs, str(exc))) from None
@@ -113,12 +120,11 @@ class Context:
         """Refuse (LeaseError, exit 1) unless the user may act on ``nodes`` now; warn when
         the lease ends before ``lasting`` seconds from now (a load's or save's deadline)."""
         import asyncio
-        import getpass
         from datetime import UTC, datetime, timedelta
 
-        from ..leases import LeaseError, authorize
+        from ..leases import LeaseError, authorize, current_login
         from ..settings import lease_settings
-        verdict = asyncio.run(authorize(lease_settings(self.config), getpass.getuser(), [n.number for n in nodes]))
+        verdict = asyncio.run(authorize(lease_settings(self.config), current_login(), [n.number for n in nodes]))
         if not verdict.allowed:
             raise LeaseError(verdict.reason)
         log.info("lease check: %s", verdict.reason)
@@ -127,6 +133,10 @@ class Context:
             left = int((verdict.until - now).total_seconds() // 60)
             print(f"{self.prog}: warning: your lease ends at {verdict.until:%H:%M} UTC, in {left} min,"
                   f" before this command's deadline ({lasting:g}s)", file=sys.stderr)
+
+    def _warn(self, message: str) -> None:
+        """Tell the user something on stderr, as one ``<prog>: warning:`` line."""
+        print(f"{self.prog}: warning: {message}", file=sys.stderr)
 
     def _suggest_image(self, specs: list[str], message: str) -> str:
         """Add a hint when a spec that is not a node names an image (a forgotten -i)."""
@@ -143,7 +153,7 @@ class Context:
         return message
 
 
-NOT_REPLAYED = frozenset({"help", "all_nodes", "specs", "json", "curses", "debug", "command", "parser"})
+NOT_REPLAYED = frozenset({"help", "all_nodes", "known", "specs", "json", "curses", "debug", "command", "parser"})
 
 
 def replayed_options(args: argparse.Namespace, **given: str) -> list[str]:
@@ -200,8 +210,9 @@ def execute(prog: str, run: Callable[[argparse.Namespace, Context], int],
     ctx = Context(prog, args)
     try:
         warning = setup_logging(ctx.config, argv)
-        if warning:
-            print(f"{prog}: warning: {warning}", file=sys.stderr)
+        for text in [*ctx.config.warnings, *([warning] if warning else [])]:
+            print(f"{prog}: warning: {text}", file=sys.stderr)
+            log.warning("config: %s", text)  # read before the log file was open
         code = run(args, ctx)
         log.info("%s exits %d", prog, code)
         return code

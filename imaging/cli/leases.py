@@ -19,17 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """A table of leases (slice, from, until, remaining), the current one marked; or the --check verdict."""
     import asyncio
-    import getpass
     import json
     from datetime import UTC, datetime
 
-    from ..leases import fetch, judge
+    from ..leases import current_login, fetch, judge
     from ..settings import lease_settings
 
     settings = lease_settings(ctx.config)
     now = datetime.now(UTC)
     leases = asyncio.run(fetch(settings, now))
-    login = getpass.getuser()
+    login = current_login()
     nodes = [n.number for n in ctx.select_nodes()] if (args.specs or args.all_nodes) else []
     verdict = judge(leases, settings, login, nodes, now)
     upcoming = [lease for lease in leases if lease.end > now]

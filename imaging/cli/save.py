@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Check names, folder and nodes before any node is touched, then save; exit 0 only if all succeeded."""
-    import getpass
     import os
     import sys
     from datetime import datetime
@@ -42,6 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..images import save_name, validate_name
     from ..jobs.imagingos import JobState
     from ..jobs.save import save
+    from ..leases import current_login
     from ..selector import format_ranges
     from ..settings import next_boot, save_plan
     from ..transports import transport_for
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError(f"{target} exists; pass --force to overwrite it, or choose another -o NAME")
     plan = save_plan(config, ctx.inventory, nodes, targets, transport, timeout=args.timeout,
                      reset_after=not args.no_reset, lock_wait=args.wait_lock, radical=args.output,
-                     comment=args.comment, user=getpass.getuser())
+                     comment=args.comment, user=current_login())
     unstamped = [n.number for n in nodes if plan.stamp[n.number] is None]
     if args.comment and unstamped:
         print(f"{ctx.prog}: warning: the comment (-c) is not stamped on {format_ranges(unstamped)}:"
