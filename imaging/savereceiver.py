@@ -20,6 +20,7 @@ from .errors import ImagingError, NodeFailure
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+KEEP_DRAIN = 1.0  # seconds a kept partial file may take to get what is still in flight
 FILE_MODE = 0o644  # images and sidecars: readable by every user of the server, written by their owner
 
 
@@ -104,6 +105,8 @@ class SaveReceiver:
                 await self._server.wait_closed()
             self._server = None
         if self._handler is not None and not self._handler.done():
+            if keep_partial:  # what the node sent before failing is still in the socket: keep it too
+                await asyncio.wait({self._handler}, timeout=KEEP_DRAIN)
             self._handler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._handler

@@ -14,13 +14,15 @@ from imaging.locks import LockBusy, LockSet
 
 
 async def test_node_locks_all_or_nothing_and_holder_named(tmp_path: Path) -> None:
-    first, second = LockSet(), LockSet()
-    await first.lock_nodes(tmp_path, ["fit01", "fit02"])
-    with pytest.raises(LockBusy, match=r"fit02 is busy: .* by .* \(pid \d+\) since \d\d:\d\d:\d\d; wait"):
-        await second.lock_nodes(tmp_path, ["fit02", "fit03"])
-    await second.lock_nodes(tmp_path, ["fit03"])  # fit03 was not left locked by the failed attempt
+    first, second, third = LockSet(), LockSet(), LockSet()
+    await first.lock_nodes(tmp_path, ["fit03"])
+    # the busy node sorts last: fit01 and fit02 are taken before the refusal, and must be given back
+    with pytest.raises(LockBusy, match=r"fit03 is busy: .* by .* \(pid \d+\) since \d\d:\d\d:\d\d; wait"):
+        await second.lock_nodes(tmp_path, ["fit03", "fit02", "fit01"])
+    await third.lock_nodes(tmp_path, ["fit01", "fit02"])  # the failed attempt left neither locked
+    third.release()
     first.release()
-    await second.lock_nodes(tmp_path, ["fit01", "fit02"])
+    await second.lock_nodes(tmp_path, ["fit01", "fit02", "fit03"])
     second.release()
 
 
@@ -40,6 +42,7 @@ async def test_killed_holder_frees_its_locks(tmp_path: Path) -> None:
             f"asyncio.run(held.lock_nodes(pathlib.Path({str(tmp_path)!r}), ['fit07']))\n"
             "print('locked', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
     assert child.stdout.readline().strip() == "locked"
     with pytest.raises(LockBusy, match=r"fit07 is busy: -c by"):
         await LockSet().lock_nodes(tmp_path, ["fit07"])

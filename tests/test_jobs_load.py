@@ -1,0 +1,256 @@
+"""The load job at the fast level: real ensure_reset, NextBoot, LockSet and udpcast transport over the
+in-process fakes of tests/fakes.py (cards, telnet, sender); no root, no network, milliseconds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from imaging.config import Config
+from imaging.events import NodeResult
+from imaging.images import Image
+from imaging.inventory import Inventory
+from imaging.jobs.load import LoadPlan, load
+from imaging.settings import load_plan, next_boot
+from imaging.transports.udpcast import Udpcast
+from tests.fakes import (
+    DISK,
+    FAST_BOOT,
+    IMAGING_OS,
+    FakeNode,
+    FakeTestbed,
+    in_order,
+    job_state,
+    links_left,
+    make_bed,
+    make_node,
+)
+
+MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver the sender dropped is failed 0.2 s after the sender finished (not 10 s)."""
+    monkeypatch.setattr("imaging.jobs.load.SENDER_GRACE", 0.2)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Image:
+    """A raw 64 KiB image."""
+    path = tmp_path / "images" / "ubuntu.img"
+    path.parent.mkdir()
+    path.write_bytes(os.urandom(64 * 1024))
+    return Image(path, ".img", path.stat().st_size, path.stat().st_mtime)
+
+
+def fakes(*numbers: int, **faults: object) -> list[FakeNode]:
+    """Healthy nodes with 1 MiB disks (each ``faults`` value applies to every one)."""
+    return [FakeNode(make_node(n), bytearray(MIB), **faults) for n in numbers]  # type: ignore[arg-type]
+
+
+def bed_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: list[FakeNode]) -> FakeTestbed:
+    """The fakes, installed where the load looks them up."""
+    bed = make_bed(tmp_path, nodes)
+    bed.install(monkeypatch)
+    return bed
+
+
+def plan_for(tmp_path: Path, bed: FakeTestbed, image: Image, **changes: object) -> LoadPlan:
+    """A plan as the CLI builds it (500 Mibps, reset at the end), with ``changes``."""
+    nodes = [fake.node for fake in bed.nodes.values()]
+    plan = LoadPlan(nodes=nodes, image=image, transport=Udpcast(), server_ip="127.0.0.1",
+                    bandwidth={n.number: 500 for n in nodes}, disk={n.number: "/dev/sda" for n in nodes},
+                    timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80, boot=FAST_BOOT,
+                    pattern_multicast="234.5.6.*", pattern_port="10000 + *", pattern_size=8,
+                    lock_dir=tmp_path / "locks", log_dir=tmp_path / "logs")
+    return replace(plan, **changes)  # type: ignore[arg-type]
+
+
+async def run_load(bed: FakeTestbed, plan: LoadPlan) -> tuple[dict[int, NodeResult], list[str]]:
+    """Run the load and its cleanup; every node's result, and the hosts whose link was left by the job."""
+    state = job_state(bed)
+    try:
+        results = await load(plan, state, bed.emit)
+        left = links_left(bed)
+    finally:
+        state.cleanup()
+    assert [r.node for r in results] == list(plan.nodes)
+    return {r.node.number: r for r in results}, left
+
+
+def loaded(fake: FakeNode, image: Image) -> bool:
+    """Does the node's disk start with the image?"""
+    return bytes(fake.disk[:image.size]) == image.path.read_bytes()
+
+
+async def test_each_node_boots_the_imaging_os_receives_the_image_then_boots_its_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2, 3))
+    results, left = await run_load(bed, plan_for(tmp_path, bed, image))
+    assert {n: (r.ok, r.detail) for n, r in results.items()} == {n: (True, "loaded ubuntu.img") for n in (1, 2, 3)}
+    [sender] = bed.senders
+    assert (sender.option("--file"), sender.min_receivers, sender.bitrate) == (str(image.path), 3, 500 * MIB)
+    assert sender.process is not None and sender.process.returncode is not None  # stopped and reaped
+    for fake in bed.nodes.values():
+        assert loaded(fake, image), fake.host
+        assert fake.boots == [IMAGING_OS, DISK]
+        # the link points at the imaging OS when the node resets, and is gone before the receiver runs:
+        # a crash from then on boots the disk; the last reset boots the new disk
+        assert in_order(bed.of(fake.host), ("boot", IMAGING_OS), ("receiver", "no link"), ("boot", DISK),
+                        ("phase", "done")), bed.of(fake.host)
+        assert bed.index("disk-size", fake.host) < bed.index("sender-start", str(sender.port))
+    assert left == []
+
+
+async def test_no_reset_leaves_the_nodes_in_the_imaging_os_with_their_links_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2))
+    results, left = await run_load(bed, plan_for(tmp_path, bed, image, reset_after=False))
+    assert all(r.ok and r.detail == "loaded ubuntu.img (left in the imaging OS)" for r in results.values())
+    for fake in bed.nodes.values():
+        assert loaded(fake, image)
+        assert (fake.boots, fake.booted) == ([IMAGING_OS], IMAGING_OS)
+        assert ("receiver", fake.host, "no link") in bed.timeline
+    assert left == []
+
+
+async def test_a_reset_the_card_ignores_is_a_power_cycle_and_an_off_node_is_turned_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    fit01, fit02, fit03 = fakes(1, 2, 3)
+    fit02.reset_ignored = True
+    fit03.power, fit03.booted = "off", None
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02, fit03])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, image))
+    assert all(r.ok for r in results.values()), results
+    assert all(loaded(fake, image) for fake in (fit01, fit02, fit03))
+    booting = {e.node: e.message for e in bed.events if e.phase == "booting"}
+    assert booting == {"fit01": "", "fit02": "reset ignored by the CMC, power-cycled", "fit03": "turned on"}
+    assert in_order(bed.of("fit02"), ("cmc", "reset"), ("cmc", "off"), ("cmc", "on"), ("boot", IMAGING_OS),
+                    ("receiver", "no link"))
+    first = next(entry for entry in bed.of("fit03") if entry[0] == "cmc")
+    assert first == ("cmc", "on")
+    assert fit02.boots == fit03.boots == [IMAGING_OS, DISK]
+
+
+async def test_the_sender_starts_once_each_node_is_ready_or_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    fast, slow, small, dead = fakes(1, 2, 3, 4)
+    slow.boot_delay = 0.3
+    small.boot_delay, small.disk_size = 0.4, 1024  # the slowest, then fails its disk check
+    dead.cmc_down = True
+    bed = bed_for(tmp_path, monkeypatch, [fast, slow, small, dead])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, image))
+    assert results[1].ok and results[2].ok
+    assert results[3].detail.startswith("disk too small: fit03 has 1.0 KiB, the image needs 64.0 KiB")
+    assert results[4].detail.startswith("unreachable (timeout 1s)")
+    [sender] = bed.senders
+    start = bed.index("sender-start", str(sender.port))
+    assert sender.min_receivers == 2
+    for host in ("fit01", "fit02", "fit03"):
+        assert bed.index("disk-size", host) < start, host
+    assert bed.index("cmc", "fit04", "status", "no answer") < start
+    assert bed.index("phase", "fit01", "ready") < start and bed.index("phase", "fit02", "ready") < start
+    assert loaded(fast, image) and loaded(slow, image)  # the slow node did not miss the transfer
+    assert not loaded(small, image) and not loaded(dead, image)
+
+
+async def test_one_sender_per_bandwidth_each_capped_at_its_nodes_bandwidth(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2, 3))
+    plan = plan_for(tmp_path, bed, image, bandwidth={1: 100, 2: 200, 3: 100})
+    results, _ = await run_load(bed, plan)
+    assert all(r.ok for r in results.values())
+    by_rate = {s.bitrate: s for s in bed.senders}
+    assert sorted(by_rate) == [100 * MIB, 200 * MIB]
+    assert (by_rate[100 * MIB].min_receivers, by_rate[200 * MIB].min_receivers) == (2, 1)
+    assert len({(s.option("--mcast-data-address"), s.port) for s in bed.senders}) == 2
+    assert {f.host: f.bitrate for f in bed.nodes.values()} == {"fit01": 100 * MIB, "fit02": 200 * MIB,
+                                                               "fit03": 100 * MIB}
+
+
+@pytest.mark.parametrize(("option", "expected"), [(None, {"fit01": 300, "fit02": 50}),
+                                                  (200, {"fit01": 200, "fit02": 200})])
+async def test_b_overrides_the_configured_bandwidths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     image: Image, option: int | None,
+                                                     expected: dict[str, int]) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2))
+    conf = tmp_path / "site.conf"
+    conf.write_text(f"[nodes]\nbandwidth = 300\nbandwidth.fit02 = 50\nidle_after_reset = 0.1\n"
+                    f"[networking]\ntelnet_backoff = 0.01\n[transport]\nserver_ip = 127.0.0.1\n"
+                    f"[pxelinux]\nconfig_dir = {bed.config_dir}\n[locks]\nlock_dir = {tmp_path / 'locks'}\n"
+                    f"[logging]\ntransport_logs = {tmp_path / 'logs'}\n")
+    config = Config.from_files([conf])
+    nodes = [fake.node for fake in bed.nodes.values()]
+    plan = load_plan(config, Inventory(nodes), nodes, image, Udpcast(), bandwidth=option, timeout=5.0,
+                     reset_after=True, lock_wait=0.0)
+    state = job_state(bed)
+    assert next_boot(config, nodes).targets == state.nextboot.targets
+    try:
+        results = await load(plan, state, bed.emit)
+    finally:
+        state.cleanup()
+    assert all(r.ok for r in results), results
+    assert {f.host: f.bitrate for f in bed.nodes.values()} == {h: v * MIB for h, v in expected.items()}
+    assert sorted(s.bitrate for s in bed.senders) == sorted({v * MIB for v in expected.values()})
+
+
+async def test_a_failing_node_does_not_stop_the_others_and_names_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    fit01, fit02, fit03, fit04 = fakes(1, 2, 3, 4)
+    fit02.receiver_exit = 137  # killed mid-transfer
+    fit03.never_boots = True
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02, fit03, fit04])
+    boot = replace(FAST_BOOT, boot_timeout=0.3)
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, image, boot=boot))
+    log = tmp_path / "logs" / "fit02.log"
+    assert (results[1].ok, results[4].ok) == (True, True)
+    assert not results[2].ok and results[2].detail.startswith(f"receiver killed by signal 9 (log {log})")
+    assert results[3].detail.startswith("imaging OS not up within boot_timeout 0.3s"), results[3].detail
+    assert loaded(fit01, image) and loaded(fit04, image) and not loaded(fit02, image)
+    assert fit01.boots == fit04.boots == [IMAGING_OS, DISK]
+    text = log.read_text()
+    assert text.startswith("$ udp-receiver ") and "bytes= 32768  (100.00 Mbps)\nexit status 137\n" in text
+    finals = {e.node: e.phase for e in bed.events if e.phase in ("done", "failed")}
+    assert finals == {"fit01": "done", "fit02": "failed", "fit03": "failed", "fit04": "done"}
+
+
+async def test_a_sender_that_cannot_start_fails_its_nodes_with_its_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2))
+    bed.sender_missing = True
+    results, left = await run_load(bed, plan_for(tmp_path, bed, image))
+    for result in results.values():
+        assert not result.ok and result.detail.startswith(
+            "cannot start udp-sender: No such file or directory; install it or set its path in the config")
+    assert left == []  # the links went as soon as telnet was up
+
+
+@pytest.mark.parametrize(("reset_after", "after", "boots"), [(True, "; reset to boot its disk", [IMAGING_OS, DISK]),
+                                                             (False, "; left in the imaging OS (-n)", [IMAGING_OS])])
+async def test_a_node_failing_in_the_imaging_os_is_reset_into_its_disk_unless_no_reset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image, reset_after: bool, after: str,
+        boots: list[str]) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.receiver_exit = 1
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, left = await run_load(bed, plan_for(tmp_path, bed, image, reset_after=reset_after))
+    assert results[1].ok
+    assert not results[2].ok and results[2].detail.endswith(after), results[2].detail
+    assert fit02.boots == boots
+    assert left == []
+
+
+async def test_a_node_without_the_receiver_program_fails_alone_before_the_sender_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.missing = ("udp-receiver",)
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, image))
+    assert results[1].ok and loaded(fit01, image)
+    assert not results[2].ok and "udp-receiver" in results[2].detail
+    assert not [entry for entry in bed.timeline if entry[:2] == ("receiver", "fit02")]  # never run
+    assert bed.senders[0].min_receivers == 1
