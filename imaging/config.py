@@ -275,6 +275,9 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "load_timeout", SECONDS, "1200", "default deadline of imaging-load, seconds"),
     Key("nodes", "save_timeout", SECONDS, "1200", "default deadline of imaging-save, seconds"),
     Key("nodes", "wait_timeout", SECONDS, "60", "default deadline of imaging-wait, seconds"),
+    Key("nodes", "stall_timeout", SECONDS, "60",
+        "seconds a node's receiver may go without progress (bytes received or written) before the node"
+        " fails; it may decompress and write for minutes after the sender has ended"),
     Key("nodes", "bandwidth", "int", "500", "multicast bandwidth in Mibps (bandwidth.<host> per node)",
         low=1, high=100_000, unit="Mibps"),
     Key("pxelinux", "config_dir", "path", "/tftpboot/pxelinux.cfg",

@@ -3,22 +3,27 @@
 Images live in the repository folder (``[images] images_dir``) and, for a
 user's own saves, in the current directory.  A file is an image when its name
 ends in one of :data:`EXTENSIONS`; a symlink to an image is an alias of it.
+An entry named like an image that no load can use (a directory, a dangling
+link, a symlink loop) is :class:`Broken`: listed, never resolved.
 Saves are named ``saving__<host>__<YYYY-MM-DD@HH-MM>__<radical>.<ext>``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import imagecheck
 from .errors import ImageError
 
 if TYPE_CHECKING:
@@ -26,8 +31,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# extension -> transport that loads it; longest first so .img.zst beats .img
-EXTENSIONS: dict[str, str] = {".img.zst": "udpcast", ".ndz": "frisbee", ".img": "udpcast"}
+
+@dataclass(frozen=True)
+class Format:
+    """One kind of image file: the transport that loads it and the check of its content."""
+
+    transport: str
+    check: Callable[[Path], imagecheck.Content]
+
+
+# extension -> its format; longest first so .img.zst beats .img
+FORMATS: dict[str, Format] = {
+    ".img.zst": Format("udpcast", imagecheck.check_zstd),
+    ".ndz": Format("frisbee", imagecheck.check_readable),
+    ".img": Format("udpcast", imagecheck.check_raw),
+}
+EXTENSIONS: dict[str, str] = {ext: kind.transport for ext, kind in FORMATS.items()}  # extension -> transport
 SAVE_RE = re.compile(r"\Asaving__(?P<host>[^_/]+)__(?P<date>\d{4}-\d\d-\d\d@\d\d-\d\d)__(?P<radical>.+)\Z")
 DATE_FORMAT = "%Y-%m-%d@%H-%M"
 MAX_NAME = 200
@@ -118,6 +137,19 @@ class Image:
         """Those names without their image extensions."""
         return [(split_extension(name) or (name, ""))[0] for name in self.file_names()]
 
+    def status(self) -> str:
+        """``ok``, or ``broken: <why>`` when the listing can tell without reading the file."""
+        if self.size == 0:
+            return "broken: empty file"
+        if not os.access(self.path, os.R_OK):
+            return "broken: not readable by you"
+        return "ok"
+
+    def check_content(self) -> imagecheck.Content:
+        """Read the file's headers as a load would need them: ImageError (one line naming the
+        file, the problem and the fix) when it is empty, truncated or not of its format."""
+        return FORMATS[self.ext].check(self.path)
+
     def checksum(self) -> str | None:
         """The sha256 recorded in the ``<file>.sha256`` sidecar, if any."""
         sidecar = self.path.with_name(self.name + ".sha256")
@@ -126,6 +158,57 @@ class Image:
         except OSError:
             return None
         return words[0] if words and re.fullmatch(r"[0-9a-f]{64}", words[0]) else None
+
+
+@dataclass(frozen=True)
+class Broken:
+    """An entry named like an image that no load can use, and why."""
+
+    path: Path  # the entry itself, not what it points to
+    ext: str
+    mtime: float  # of the entry itself
+    reason: str  # "dangling link to X", "symlink loop", "a directory", ...
+
+    @property
+    def name(self) -> str:
+        """The entry's name."""
+        return self.path.name
+
+    @property
+    def stem(self) -> str:
+        """The name without its image extension."""
+        return self.name[: -len(self.ext)]
+
+    @property
+    def save_info(self) -> re.Match[str] | None:
+        """The parts of a save's name (host, date, radical), or None."""
+        return SAVE_RE.match(self.stem)
+
+    @property
+    def transport(self) -> str:
+        """The transport its name promises."""
+        return EXTENSIONS[self.ext]
+
+    @property
+    def when(self) -> datetime:
+        """Modification time of the entry."""
+        return datetime.fromtimestamp(self.mtime)
+
+    def status(self) -> str:
+        """``broken: <reason>``."""
+        return f"broken: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What the repository folders hold: usable images and broken entries."""
+
+    images: list[Image]
+    broken: list[Broken]
+
+    def entries(self) -> list[Image | Broken]:
+        """The images, then the broken entries."""
+        return [*self.images, *self.broken]
 
 
 @dataclass(frozen=True)
@@ -167,8 +250,14 @@ class Repository:
 
     def images(self) -> list[Image]:
         """Every image once, with its aliases, sorted by date then name."""
+        return self.scan().images
+
+    def scan(self) -> Scan:
+        """Every image once, with its aliases, sorted by date then name; and every entry
+        named like an image that is not one (sorted by name), with the reason."""
         found: dict[str, Image] = {}
-        links: list[Path] = []
+        links: list[tuple[Path, str]] = []
+        broken: list[Broken] = []
         for folder in self.folders:
             try:
                 entries = sorted(folder.iterdir())
@@ -176,27 +265,30 @@ class Repository:
                 log.debug("cannot list %s: %s", folder, exc)
                 continue
             for entry in entries:
-                if split_extension(entry.name) is None:
+                split = split_extension(entry.name)
+                if split is None:
                     continue
                 if entry.is_symlink():
-                    links.append(entry)
+                    links.append((entry, split[1]))
                     continue
                 try:
                     image = image_from_path(entry)
-                except ImageError as exc:
-                    log.debug("skipped %s", exc)
+                except ImageError:
+                    broken.append(_broken(entry, split[1]))
                     continue
                 found[str(image.path)] = image
-        for link in links:
+        for link, ext in links:
             real = os.path.realpath(link)
             if real not in found:
                 try:
                     found[real] = image_from_path(link)
                 except ImageError as exc:
-                    log.info("alias %s is dangling or not an image: %s", link, exc)
+                    log.info("alias %s is not usable: %s", link, exc)
+                    broken.append(_broken(link, ext))
                     continue
             found[real].aliases.append(link)
-        return sorted(found.values(), key=lambda i: (i.mtime, i.name))
+        return Scan(sorted(found.values(), key=lambda i: (i.mtime, i.name)),
+                    sorted(broken, key=lambda b: (b.name, str(b.path))))
 
     def resolve(self, name: str, transport: str | None = None) -> Resolution:
         """The image ``-i NAME`` designates.
@@ -209,7 +301,8 @@ class Repository:
         if "/" in name or (os.path.isfile(name) and split_extension(name)):
             return Resolution(self._check_transport(image_from_path(Path(name)), transport))
         validate_name(name)
-        everything = self.images()
+        scan = self.scan()
+        everything = scan.images
         for rule in (self._by_file_name, self._by_stem, self._by_radical):
             matches = rule(everything, name)
             if not matches:
@@ -223,6 +316,10 @@ class Repository:
                                  " give the full file name or --transport")
             usable.sort(key=lambda i: i.mtime, reverse=True)
             return Resolution(usable[0], tuple(usable[1:]))
+        for entry in scan.broken:
+            if name in (entry.name, entry.stem):
+                raise ImageError(f"{entry.path} is broken ({entry.reason}); repair or remove it,"
+                                 " or name another image")
         where = ", ".join(str(f) for f in self.folders)
         raise ImageError(f"no image {name!r} in {where}; see imaging-list")
 
@@ -244,6 +341,35 @@ class Repository:
     @staticmethod
     def _by_radical(images: Iterable[Image], name: str) -> list[Image]:
         return [i for i in images if i.save_info and i.radical == name]
+
+
+def _broken(entry: Path, ext: str) -> Broken:
+    """An entry named like an image (``ext``) that cannot be loaded, and why."""
+    try:
+        mtime = entry.lstat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return Broken(entry, ext, mtime, _why_broken(entry))
+
+
+def _why_broken(entry: Path) -> str:
+    try:
+        target = f" to {os.readlink(entry)}" if entry.is_symlink() else ""
+    except OSError:
+        target = ""
+    try:
+        mode = entry.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if exc.errno == errno.ENOENT:
+            return f"dangling link{target}"
+        return f"unreadable{' link' + target if target else ''}: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"link{target}, a directory" if target else "a directory"
+    if not stat.S_ISREG(mode):
+        return f"link{target}, not a regular file" if target else "not a regular file"
+    return f"link{target}, not named like an image ({', '.join(EXTENSIONS)})"
 
 
 def _extensions_of(transport: str | None) -> str:

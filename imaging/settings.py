@@ -91,6 +91,7 @@ def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image
         timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
         reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
         cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
+        stall_timeout=config.get_float("nodes", "stall_timeout"),
         pattern_multicast=config.get_str("transport", "pattern_multicast"),
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),

@@ -83,6 +83,8 @@ class FakeNode:
     save_exit: int = 0  # the save pipeline's exit status
     save_unclean: bool = False  # the stream is cut by a TCP reset half-way
     missing: tuple[str, ...] = ()  # programs its imaging OS lacks
+    write_tail: float = 0.0  # seconds it goes on writing (decompressing) after the last byte came
+    hangs: bool = False  # its receiver stops making progress half-way (a hung disk) and never ends
     # what happened to it
     boots: list[str] = field(default_factory=list)
     bitrate: int | None = None  # --max-bitrate of the sender that wrote its disk
@@ -381,6 +383,9 @@ class FakeTestbed:
             for offset in range(0, len(image), step):
                 if fake.receiver_exit and offset >= len(image) // 2:
                     return fake.receiver_exit  # dies half-way
+                if fake.hangs and offset >= len(image) // 2:
+                    self.note("hung", fake.host)
+                    await asyncio.Event().wait()
                 if not sender.running():
                     self.note("stalled", fake.host)
                     await asyncio.Event().wait()  # no more data will come
@@ -388,6 +393,12 @@ class FakeTestbed:
                 say(f"bytes= {offset + step}  (100.00 Mbps)")
                 await asyncio.sleep(0.002)
             fake.bitrate = sender.bitrate
+            loop = asyncio.get_running_loop()
+            until, written = loop.time() + fake.write_tail, 0
+            while loop.time() < until:  # as zstd -d --progress says it, long after the sender is done
+                written += 1
+                say(f"/*stdin*\\            : {written} MiB...     ")
+                await asyncio.sleep(0.05)
             say("Transfer complete.")
             return 0
         finally:

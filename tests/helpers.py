@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+SKIPPABLE = 0x184D2A50  # a zstd skippable frame's magic: lets a real zstd file have any size
 
 
 def make_image(folder: Path, name: str, size: int = 1024, mtime: float | None = None) -> Path:
-    """An image file of ``size`` bytes; its modification time set when given."""
+    """An image file of ``size`` bytes (a ``.zst`` one a real zstd file: a frame of a small
+    disk, then a skippable frame up to the size); its modification time set when given."""
     path = folder / name
-    path.write_bytes(os.urandom(16) + bytes(max(0, size - 16)))
+    content = os.urandom(16) + bytes(max(0, size - 16))
+    if name.endswith(".zst"):
+        frame = subprocess.run(["zstd", "-q", "-c"], input=content[:4096], capture_output=True,
+                               check=True).stdout
+        pad = max(0, size - len(frame) - 8)
+        content = frame + SKIPPABLE.to_bytes(4, "little") + pad.to_bytes(4, "little") + bytes(pad)
+    path.write_bytes(content)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path

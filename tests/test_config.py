@@ -110,6 +110,7 @@ BAD: list[tuple[str, str, str, str]] = [
     ("nodes", "load_timeout", "0", "is not a number of seconds"),
     ("nodes", "save_timeout", "nan", "is not a number of seconds"),
     ("nodes", "wait_timeout", "604801", "is not a number of seconds, more than 0 and at most 604800"),
+    ("nodes", "stall_timeout", "0", "is not a number of seconds"),
     ("nodes", "bandwidth", "0", r"is not a whole number from 1 to 100000 \(Mibps\)"),
     ("pxelinux", "config_dir", "", "is not a path"),
     ("pxelinux", "frisbee_image", "../pxefrisbee", "is not a file name"),

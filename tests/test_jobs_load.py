@@ -32,12 +32,6 @@ from tests.fakes import (
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A receiver the sender dropped is failed 0.2 s after the sender finished (not 10 s)."""
-    monkeypatch.setattr("imaging.jobs.load.SENDER_GRACE", 0.2)
-
-
 @pytest.fixture
 def image(tmp_path: Path) -> Image:
     """A raw 64 KiB image."""
@@ -65,6 +59,7 @@ def plan_for(tmp_path: Path, bed: FakeTestbed, image: Image, **changes: object) 
     plan = LoadPlan(nodes=nodes, image=image, transport=Udpcast(), server_ip="127.0.0.1",
                     bandwidth={n.number: 500 for n in nodes}, disk={n.number: "/dev/sda" for n in nodes},
                     timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80, boot=FAST_BOOT,
+                    stall_timeout=0.2,  # a receiver the sender dropped fails after 0.2 s without progress
                     pattern_multicast="234.5.6.*", pattern_port="10000 + *", pattern_size=8,
                     lock_dir=tmp_path / "locks", log_dir=tmp_path / "logs")
     return replace(plan, **changes)  # type: ignore[arg-type]
@@ -254,3 +249,19 @@ async def test_a_node_without_the_receiver_program_fails_alone_before_the_sender
     assert not results[2].ok and "udp-receiver" in results[2].detail
     assert not [entry for entry in bed.timeline if entry[:2] == ("receiver", "fit02")]  # never run
     assert bed.senders[0].min_receivers == 1
+
+
+async def test_a_receiver_is_judged_by_its_progress_not_by_the_sender_s_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image) -> None:
+    """A receiver that goes on writing (decompressing) for 5 stall timeouts after the sender ended
+    succeeds; one whose progress stops fails after stall_timeout, naming it, and alone."""
+    fit01, fit02, fit03 = fakes(1, 2, 3)
+    fit02.write_tail = 1.0
+    fit03.hangs = True
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02, fit03])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, image))
+    assert results[1].ok and results[2].ok, results
+    assert loaded(fit02, image)
+    assert not results[3].ok
+    assert "made no progress for 0.2s ([nodes] stall_timeout)" in results[3].detail, results[3].detail
+    assert results[3].seconds < 2

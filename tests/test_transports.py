@@ -7,7 +7,10 @@ prints the same.
 
 from __future__ import annotations
 
+import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +37,8 @@ def test_udpcast_command_lines() -> None:
         "--min-receivers", "8", "--max-wait", "10", "--rexmit-hello-interval", "100",
         "--retries-until-drop", "15", "--fec", "8x8/64"]
     zst = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sda", Path("u.img.zst"))
-    assert shlex.split(zst) == ["udp-receiver", "--pipe", "zstd -d -q", "--nokbd", "--interface", "10.150.0.3",
-                                "--portbase", "10003", "--file", "/dev/sda", "--receive-timeout", "30"]
+    assert shlex.split(zst) == ["udp-receiver", "--pipe", "zstd -d -q --progress", "--nokbd", "--interface",
+                                "10.150.0.3", "--portbase", "10003", "--file", "/dev/sda", "--receive-timeout", "30"]
     raw = udpcast.receiver_command(CHANNEL, "10.150.255.254", "10.150.0.3", "/dev/sd a;x", Path("u.img"))
     assert "--pipe" not in raw and shlex.split(raw)[-3] == "/dev/sd a;x"
     save = udpcast.save_command("/dev/sda", "10.0.0.1", 10005)
@@ -54,6 +57,30 @@ def test_udpcast_parser_on_recorded_output() -> None:
     assert progress[6].percent == 100.0
     assert parser.finished and parser.failure is None
     assert parser.bytes == 50331648
+
+
+def test_udpcast_parser_follows_what_zstd_writes(tmp_path: Path) -> None:
+    """A compressed image: zstd's own progress (real output of `zstd -d -q --progress`, read slowly
+    as a disk would) is what the percent and the liveness count follow, after the last byte came."""
+    content = 64 * 2**20
+    image = tmp_path / "zeros.img.zst"
+    subprocess.run(["sh", "-c", f"head -c {content} /dev/zero | zstd -q -1 -c > {image}"], check=True)
+    slow = "import sys, time\nwhile sys.stdin.buffer.read(1 << 20): time.sleep(0.01)"
+    done = subprocess.run(["sh", "-c", f"zstd -d -q --progress -c < {image} | {sys.executable} -c '{slow}'"],
+                          capture_output=True, text=True, check=True)
+    parser = UdpcastParser(image_size=image.stat().st_size, content_size=content)
+    parser.feed("bytes= 3 000  (  9.00 Mbps)")  # the whole (tiny) image came at once
+    work = [parser.work]
+    percents = []
+    for line in re.split(r"[\r\n]", done.stderr):
+        progress = parser.feed(line)
+        if progress is not None:
+            percents.append(progress.percent)
+            work.append(parser.work)
+    assert len(percents) >= 3, done.stderr
+    assert percents == sorted(percents) and percents[-1] == 100.0 and percents[0] < 50
+    assert work == sorted(work) and work[-1] == 3000 + content
+    assert parser.decoded == content
 
 
 def test_udpcast_parser_failures() -> None:
@@ -165,12 +192,17 @@ def test_port_pattern_parser_is_total(pattern: str, number: int) -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 255, 256, 300, 65791, 70000, 5 * 2**20 + 3])
 def test_zstd_declared_size(tmp_path: Path, size: int) -> None:
-    import subprocess
+    from imaging.errors import ImageError
+    from imaging.transports.udpcast import decompressed_size
     raw = tmp_path / "disk.img"
     raw.write_bytes(bytes(size))
     subprocess.run(["zstd", "-q", "-f", str(raw), "-o", str(tmp_path / "disk.img.zst")], check=True)
-    from imaging.transports.udpcast import decompressed_size
-    assert decompressed_size(tmp_path / "disk.img.zst") == size
     assert decompressed_size(raw) == size
+    if size == 0:  # item 4: an image of an empty disk would leave the nodes with no OS
+        with pytest.raises(ImageError, match="empty"):
+            decompressed_size(tmp_path / "disk.img.zst")
+    else:
+        assert decompressed_size(tmp_path / "disk.img.zst") == size
     (tmp_path / "junk.img.zst").write_bytes(b"not zstd at all")
-    assert decompressed_size(tmp_path / "junk.img.zst") is None
+    with pytest.raises(ImageError, match="is not a zstd file"):
+        decompressed_size(tmp_path / "junk.img.zst")

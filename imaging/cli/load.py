@@ -43,10 +43,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("-i names no image (an empty name); give an image name, or omit -i for"
                          " [images] default_image")
     image = ctx.repository.resolve(name, transport.name).image
-    try:
-        image.path.open("rb").close()
-    except OSError as exc:
-        raise UsageError(f"cannot read {image.path}: {exc.strerror}") from None
+    image.check_content()  # empty, truncated, not of its format: refused before any node is touched
     plan = load_plan(config, ctx.inventory, nodes, image, transport, bandwidth=args.bandwidth,
                      timeout=args.timeout, reset_after=not args.no_reset, lock_wait=args.wait_lock)
     if shutil.which(transport.sender_program) is None:

@@ -1,7 +1,8 @@
 """``imaging-testbed``: the emulated testbed shipped with the product.
 
-Subcommands: ``up N [--vm]``, ``status``, ``down``, ``run -- CMD…``, ``fault NODE SPEC…``,
-``console NODE``, ``demo [N] [--vm]``, ``lease add|list|clear|api``.
+Subcommands: ``up N [--vm]``, ``list``, ``status``, ``down [NAME | --all]``, ``run -- CMD…``,
+``fault NODE SPEC…``, ``console NODE``, ``demo [N] [--vm]``, ``lease add|list|clear|api``.
+Those acting on a running testbed find it from the current folder without ``--dir``.
 The testbed modules are imported only once a subcommand runs.
 """
 
@@ -19,13 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommands and their options."""
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    def action(name: str, summary: str) -> argparse.ArgumentParser:
+    def action(name: str, summary: str, new: bool = False) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=summary, description=summary)
-        sub.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
-                         help=f"the testbed's directory (default ./{DEFAULT_DIR})")
+        if new:
+            sub.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
+                             help=f"the testbed's directory (default ./{DEFAULT_DIR})")
+        else:
+            sub.add_argument("--dir", type=Path, default=None,
+                             help="the testbed's directory (default: the testbed the current folder is in,"
+                                  f" else ./{DEFAULT_DIR})")
         return sub
 
-    up = action("up", "start N emulated nodes (or qemu VMs) and write DIR/imaging.conf and DIR/inventory.json")
+    up = action("up", "start N emulated nodes (or qemu VMs) and write DIR/imaging.conf and DIR/inventory.json",
+                new=True)
     up.add_argument("count", type=int, metavar="N", help="how many nodes")
     _vm_options(up)
     up.add_argument("--boot-delay", type=float, default=1.0, metavar="S",
@@ -46,10 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status = action("status", "per node: power, boot state (telnet/ssh/none), faults")
     status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
 
-    action("down", "stop everything the testbed started and remove its namespaces")
+    down = action("down", "stop everything the testbed started and remove its namespaces (also when its"
+                          " folder is gone: by NAME, or --all)")
+    down.add_argument("name", nargs="?", metavar="NAME", help="a running testbed's name (imtbN, as list shows)")
+    down.add_argument("--all", action="store_true", help="every running testbed of this machine")
+
+    listing = actions.add_parser("list", help="the running testbeds of this machine",
+                                 description="the running testbeds of this machine: name, nodes, kind, state"
+                                             " (up, no-controller, gone) and folder")
+    listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
 
     demo = action("demo", "up N nodes, then imaging-status, imaging-load, imaging-wait and imaging-list"
-                          " against them, then down")
+                          " against them, then down", new=True)
     demo.add_argument("count", type=int, nargs="?", metavar="N", help="how many nodes (default 8, VMs 3)")
     demo.add_argument("--image-size", type=int, default=64, metavar="MiB",
                       help="the demo image (default 64; VMs load their bootable default image)")
@@ -102,12 +117,24 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     """Run the chosen subcommand; the exit code."""
     import asyncio
 
-    from ..testbed import lifecycle
+    from ..errors import UsageError
+    from ..testbed import discovery, lifecycle, registry
 
-    directory: Path = args.dir
     if args.action in ("up", "demo") and not args.vm and (args.accel or args.kernel_package):
-        from ..errors import UsageError
         raise UsageError("--accel and --kernel-package are options of the VM tier: add --vm")
+    if args.action == "list":
+        _print_running(registry.running(), args.json)
+        return 0
+    if args.action == "down" and (args.name or args.all):
+        if args.dir is not None or (args.name and args.all):
+            raise UsageError("imaging-testbed down takes one of NAME, --all and --dir")
+        stopped = asyncio.run(lifecycle.down_all()) if args.all else [asyncio.run(lifecycle.down_named(args.name))]
+        for entry in stopped:
+            print(f"testbed {entry.name} ({entry.directory}) is down")
+        if not stopped:
+            print("no testbed is running")
+        return 0
+    directory: Path = args.dir if args.action in ("up", "demo") else discovery.locate(args.dir, Path(DEFAULT_DIR))
     if args.action == "up":
         record = asyncio.run(lifecycle.up(directory, args.count, boot_delay=args.boot_delay,
                                           faults=args.fault, cmc_only=args.cmc_only,
@@ -116,7 +143,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                                           accel=args.accel or "auto", kernel_package=args.kernel_package))
         layout = record.layout
         kind = f" ({record.accel} VMs)" if record.vm else " (CMCs only)" if record.cmc_only else ""
-        print(f"testbed {record.index} up: {record.count} nodes{kind},"
+        print(f"testbed {layout.name} up: {record.count} nodes{kind},"
               f" server {layout.server_ip} in namespace {layout.server_ns}")
         print(f"config: {layout.config_path}")
         print(f"try: imaging-testbed run --dir {directory} -- imaging-load -a")
@@ -129,8 +156,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.action == "console":
         return _console(directory, args.node, args.follow)
     if args.action == "down":
-        asyncio.run(lifecycle.down(directory))
-        print(f"testbed in {directory.resolve()} is down")
+        name = asyncio.run(lifecycle.down(directory))
+        print(f"testbed {name} in {directory} is down")
         return 0
     if args.action == "status":
         record, statuses = asyncio.run(lifecycle.status(directory))
@@ -157,7 +184,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     if args.action == "run":
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-        return lifecycle.run_in_server(directory, argv, env=dict(os.environ)).returncode
+        return lifecycle.run_command(directory, argv, env=dict(os.environ))
     raise AssertionError(args.action)
 
 
@@ -166,9 +193,9 @@ def _console(directory: Path, node: str, follow: bool) -> int:
     import sys
 
     from ..errors import UsageError
-    from ..testbed import state
+    from ..testbed import discovery
 
-    layout = state.load(directory.resolve()).layout
+    layout = discovery.load(directory).layout
     try:
         path = layout.console_log(layout.node_by_name(node))
     except ValueError as exc:
@@ -184,7 +211,24 @@ def _console(directory: Path, node: str, follow: bool) -> int:
 
 def _follow(path: Path) -> int:
     """Become ``tail -f`` on ``path`` (Ctrl-C ends it)."""
-    os.execvp("tail", ["tail", "-n", "+1", "-F", str(path)])
+    from ..testbed.programs import TAIL
+    os.execvp(TAIL, [TAIL, "-n", "+1", "-F", str(path)])
+
+
+def _print_running(found: list[Any], as_json: bool) -> None:
+    """The running testbeds: a table (or JSON), one line each."""
+    if as_json:
+        import json
+        from dataclasses import asdict
+        print(json.dumps([asdict(r) | {"alive": r.alive} for r in found], indent=1))
+        return
+    if not found:
+        print("no testbed is running")
+        return
+    print(f"{'name':<7} {'nodes':>5}  {'kind':<9} {'state':<14} folder")
+    for r in found:
+        folder = r.directory if r.folder else f"{r.directory} (its files are gone)"
+        print(f"{r.name:<7} {r.count:>5}  {r.kind:<9} {r.state:<14} {folder}")
 
 
 def _print_status(statuses: list[Any]) -> None:

@@ -29,7 +29,7 @@ from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
-from ..transports.base import Channel, SendPlan, Transport
+from ..transports.base import Channel, ProgressParser, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
 from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
@@ -52,15 +52,13 @@ class LoadPlan:
     cmc_timeout: float
     cmc_port: int
     boot: BootSettings  # the sender does not wait for a node beyond its boot_timeout
+    stall_timeout: float  # seconds a receiver may make no progress before its node fails
     pattern_multicast: str
     pattern_port: str
     pattern_size: int
     lock_dir: Path
     log_dir: Path  # this run's folder of transport logs
     lock_wait: float = 0.0
-
-
-SENDER_GRACE = 10.0  # seconds a receiver may take to finish once its sender has
 
 
 class Session:
@@ -106,7 +104,7 @@ class Session:
         if self.sender is None or self.sender.process is None:
             raise NodeFailure(self.sender_error)
         self._phase(node, "receiving", 0.0)
-        parser = plan.transport.parser(plan.image.size)
+        parser = plan.transport.parser(plan.image.size, self.needed)
         command = plan.transport.receiver_command(self.channel, plan.server_ip, node.control.ip,
                                                   plan.disk[node.number], plan.image.path)
         log_path = plan.log_dir / f"{node.hostname}.log"
@@ -122,7 +120,8 @@ class Session:
                     last = progress.percent
                     self._phase(node, "receiving", progress.percent, progress.message)
 
-            status = await self._watching_sender(telnet.run(node.control.ip, command, plan.boot.telnet, on_line))
+            status = await self._watching(telnet.run(node.control.ip, command, plan.boot.telnet, on_line), parser,
+                                           log_path)
             output.write(f"exit status {status}\n")
         if parser.failure:
             raise NodeFailure(f"{parser.failure} (log {log_path})")
@@ -131,25 +130,30 @@ class Session:
         if status != 0:
             raise NodeFailure(f"receiver exited {status} (log {log_path})")
 
-    async def _watching_sender(self, receiving: Coroutine[Any, Any, int]) -> int:
-        """Await the receiver, but fail at once if the sender dies with an error first,
-        and fail after a grace period if the sender finished and this receiver did not
-        (the sender dropped it)."""
+    async def _watching(self, receiving: Coroutine[Any, Any, int], parser: ProgressParser, log_path: Path) -> int:
+        """Await the receiver while it makes progress: fail at once if the sender dies with an error,
+        and when the receiver's output shows no progress for ``stall_timeout`` seconds (while the sender
+        runs, or after it ended: a receiver may decompress and write long after the last byte came)."""
         assert self.sender is not None and self.sender.process is not None
         receiver = asyncio.ensure_future(receiving)
         sender = asyncio.ensure_future(self.sender.process.wait())
+        stall = asyncio.ensure_future(stalled(parser, self.plan.stall_timeout))
         try:
-            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver not in done:
-                if sender.result() != 0:
-                    raise NodeFailure(f"the sender exited {sender.result()} (log {self.sender.log_path})")
-                done, _ = await asyncio.wait({receiver}, timeout=SENDER_GRACE)
-                if receiver not in done:
-                    raise NodeFailure(f"dropped by the sender: it finished, this node's receiver did not"
-                                      f" (log {self.sender.log_path})")
+            waiting = {receiver, sender, stall}
+            while receiver not in (done := (await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED))[0]):
+                if sender in done:
+                    if sender.result() != 0:
+                        raise NodeFailure(f"the sender exited {sender.result()} (log {self.sender.log_path})")
+                    waiting.discard(sender)
+                if stall in done:
+                    idle = f"made no progress for {self.plan.stall_timeout:g}s ([nodes] stall_timeout)"
+                    if sender.done():
+                        raise NodeFailure(f"dropped by the sender: it finished, and this node's receiver {idle}"
+                                          f" (log {self.sender.log_path})")
+                    raise NodeFailure(f"the receiver {idle} (log {log_path})")
             return await receiver
         finally:
-            for task in (receiver, sender):
+            for task in (receiver, sender, stall):
                 task.cancel()
 
     async def node_flow(self, node: Node, deadline: float) -> str:
@@ -202,6 +206,18 @@ def prepare(plan: LoadPlan) -> None:
     except OSError as exc:
         raise UsageError(f"cannot create the transport log folder {plan.log_dir} ({exc.strerror});"
                          " set [logging] transport_logs to a writable folder") from None
+
+
+async def stalled(parser: ProgressParser, stall_timeout: float) -> None:
+    """Return once ``parser.work`` has not grown for ``stall_timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    seen, since = parser.work, loop.time()
+    while True:
+        await asyncio.sleep(min(1.0, stall_timeout / 4))
+        if parser.work != seen:
+            seen, since = parser.work, loop.time()
+        elif loop.time() - since >= stall_timeout:
+            return
 
 
 async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:

@@ -13,5 +13,7 @@ long-lived process), :mod:`~.cmc` (management cards), :mod:`~.node` (power
 and boot), :mod:`~.firmware` (scripts run inside a node), :mod:`~.pxe`
 (TFTP tree), :mod:`~.images` (test images), :mod:`~.faults`,
 :mod:`~.control` (control channel), :mod:`~.state`, :mod:`~.procs`,
-:mod:`~.files` (the product's config and inventory).
+:mod:`~.files` (the product's config and inventory), :mod:`~.registry`
+(running testbeds, recorded outside their folders), :mod:`~.discovery` (which
+testbed a command acts on), :mod:`~.programs` (every external program run).
 """

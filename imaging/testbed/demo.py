@@ -21,6 +21,7 @@ from pathlib import Path
 from . import lifecycle, state
 from .images import IDENTITY_FILE, make_image
 from .layout import BRIDGE, Layout, NodeInfo
+from .programs import SSH
 
 DEMO_IMAGE = "demo-ubuntu"
 
@@ -44,7 +45,7 @@ async def prepare(directory: Path, count: int, image_mib: int) -> None:
 
 def _identity(directory: Path, layout: Layout, node: NodeInfo) -> int:
     """Show what ``node``'s OS says it is, over ssh; ssh's exit code."""
-    argv = ["ssh", "-i", str(layout.client_key), "-o", "StrictHostKeyChecking=no", "-o",
+    argv = [SSH, "-i", str(layout.client_key), "-o", "StrictHostKeyChecking=no", "-o",
             "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
             f"root@{node.control_ip}", "cat", IDENTITY_FILE]
     print(f"\n$ ssh root@{node.name} cat {IDENTITY_FILE}", flush=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UsageError
 
@@ -100,8 +101,8 @@ class Faults:
         return dataclasses.replace(self, **changes)
 
 
-def _changes(knob: str, value: str, spec: str) -> dict[str, object]:
-    """The fields a ``knob=value`` spec sets."""
+def _changes(knob: str, value: str, spec: str) -> dict[str, Any]:
+    """The fields a ``knob=value`` spec sets (values of the fields' own types, for :func:`dataclasses.replace`)."""
     kind, _, arg = value.partition(":")
     if knob == "cmc" and value in ("ok", "blackhole", "garbage"):
         return {"cmc": value} | ({"cmc_delay_ms": 0.0} if value == "ok" else {})

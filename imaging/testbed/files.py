@@ -22,13 +22,15 @@ class Profile:
     cmc_timeout: float  # seconds for a CMC to answer
     backoff: float  # seconds between telnet/ssh attempts
     ssh_timeout: float
+    stall_timeout: float  # seconds a receiver may go without progress
     bandwidth: int  # Mibit/s
     bandwidth_note: str
     udpcast: str  # the [udpcast] options, with their comments
 
 
 EMULATED = Profile(
-    kind="the emulated testbed", boot_timeout=10, cmc_timeout=2, backoff=0.25, ssh_timeout=2, bandwidth=150,
+    kind="the emulated testbed", boot_timeout=10, cmc_timeout=2, backoff=0.25, ssh_timeout=2, stall_timeout=10,
+    bandwidth=150,
     bandwidth_note="what two cores sustain for dozens of emulated receivers (a real 1 GbE testbed takes 500)",
     udpcast="""\
 # the control LAN carries jumbo frames: 8 KiB blocks mean a sixth of the packets; slices of
@@ -45,6 +47,7 @@ def vm_profile(accel: str) -> Profile:
     slow = accel != "kvm"
     return Profile(
         kind=f"the VM testbed ({accel})", boot_timeout=150 if slow else 60, backoff=1, ssh_timeout=10 if slow else 5,
+        stall_timeout=30 if slow else 15,
         # a VM's CMC answers once qemu did it over QMP (a reset that QMP misses power-cycles qemu: seconds)
         cmc_timeout=15,
         bandwidth=200, bandwidth_note="virtio-net guests; udpcast's flow control paces slower receivers",
@@ -72,6 +75,8 @@ root_partition = none
 cmc_timeout = {p.cmc_timeout:g}
 idle_after_reset = 3
 boot_timeout = {p.boot_timeout:g}
+# a receiver that makes no progress (nothing received, nothing written) for that long fails
+stall_timeout = {p.stall_timeout:g}
 # {p.bandwidth_note}
 bandwidth = {p.bandwidth}
 

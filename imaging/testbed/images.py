@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .procs import run
+from .programs import MCOPY, MKFS_VFAT, MMD, MTYPE, ZSTD
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,12 @@ async def write_fat(path: Path, size: int, identity: str, random_fill: bool = Fa
     if size < 256 * 1024:
         raise ValueError(f"an image of {size} bytes is too small for a FAT file system")
     fat_kib = min(size // 1024, FAT_MAX_KIB)
-    await run("mkfs.vfat", "-C", str(path), str(fat_kib))
+    await run(MKFS_VFAT, "-C", str(path), str(fat_kib))
     with tempfile.NamedTemporaryFile("w", suffix=".identity") as text:
         text.write(identity + "\n")
         text.flush()
-        await run("mmd", "-i", str(path), "::/etc", env=MTOOLS_ENV)
-        await run("mcopy", "-i", str(path), text.name, f"::{IDENTITY_FILE}", env=MTOOLS_ENV)
+        await run(MMD, "-i", str(path), "::/etc", env=MTOOLS_ENV)
+        await run(MCOPY, "-i", str(path), text.name, f"::{IDENTITY_FILE}", env=MTOOLS_ENV)
     os.truncate(path, size)
     if random_fill:
         with open(path, "r+b") as handle:
@@ -86,7 +87,7 @@ async def write_fat(path: Path, size: int, identity: str, random_fill: bool = Fa
 
 async def read_identity(path: Path) -> str | None:
     """The identity line of the image in ``path`` (raw), or None when it holds none."""
-    out = await run("mtype", "-i", str(path), f"::{IDENTITY_FILE}", check=False, env=MTOOLS_ENV)
+    out = await run(MTYPE, "-i", str(path), f"::{IDENTITY_FILE}", check=False, env=MTOOLS_ENV)
     line = out.strip()
     return line if line.startswith(IDENTITY_PREFIX + " ") else None
 
@@ -130,7 +131,7 @@ async def _make(name: str, directory: Path, filename: str, size_mib: int, compre
     await write_fat(raw, size_mib * MIB, identity, random_fill)
     raw_sha = sha256_file(raw)
     if compressed:
-        await run("zstd", "-q", "-f", "--rm", "-o", str(target), str(raw))
+        await run(ZSTD, "-q", "-f", "--rm", "-o", str(target), str(raw))
     else:
         raw.replace(target)
     log.info("made test image %s (%s)", target, identity)

@@ -184,9 +184,14 @@ class Layout:
 
     # --- namespaces ------------------------------------------------------
     @property
+    def name(self) -> str:
+        """The testbed's name on this machine (``imtb3``), the prefix of its namespaces."""
+        return f"{NS_PREFIX}{self.index}"
+
+    @property
     def server_ns(self) -> str:
         """The server's network namespace: bridge, CMCs, dnsmasq, the product."""
-        return f"{NS_PREFIX}{self.index}-srv"
+        return f"{self.name}-srv"
 
     def namespaces(self, with_nodes: bool = True) -> list[str]:
         """Every namespace of this testbed, the server's first."""
@@ -238,7 +243,7 @@ class Layout:
             data_name=f"data{digits}",
             data_ip=self._address(100 + self.index, number),
             data_mac=mac.format(role="03"),
-            netns=f"{NS_PREFIX}{self.index}-{number}",
+            netns=f"{self.name}-{number}",
             veth=f"v{digits}",
         )
 

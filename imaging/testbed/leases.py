@@ -25,6 +25,7 @@ from aiohttp import web
 from ..errors import UsageError
 from .layout import Layout
 from .procs import run
+from .programs import IP, NFT
 
 LEASES_PORT = 8088
 MODES = ("ok", "down", "blackhole")
@@ -168,7 +169,7 @@ class LeasesService:
         elif mode != "down" and self._site is None:
             self._site = web.TCPSite(self._runner, self.layout.server_ip, LEASES_PORT, reuse_address=True)
             await self._site.start()
-        await run("ip", "netns", "exec", self.layout.server_ns, "nft", "-f", "-",
+        await run(IP, "netns", "exec", self.layout.server_ns, NFT, "-f", "-",
                   input=blackhole_rules(self.layout, mode == "blackhole"))
         self.mode = mode
         self._save()

@@ -1,11 +1,17 @@
-"""Starting and stopping a testbed: ``up``, ``down``, ``status``, ``run``, ``fault`` and ``lease``.
+"""Starting and stopping a testbed: ``up``, ``down``, ``list``, ``status``, ``run``, ``fault`` and ``lease``.
 
 ``up`` prepares the directory (keys, images, disks, TFTP tree, scripts),
-claims a testbed index, builds the namespaces, starts dnsmasq and the
-controller (both tracked by PID in ``DIR/run``) and writes the product's
-config and inventory.  ``down`` stops every tracked process, then anything
-still living in the testbed's namespaces, and deletes the namespaces; it
-works after a crash of the controller, or of ``up`` itself.
+claims a testbed index, records the testbed in the registry
+(:mod:`imaging.testbed.registry`, outside its folder), builds the
+namespaces, starts dnsmasq and the controller (both tracked by PID in
+``DIR/run`` and in the registry) and writes the product's config and
+inventory.  ``down`` stops every tracked process, then anything still living
+in the testbed's namespaces, and deletes the namespaces and the record; it
+works after a crash of the controller, or of ``up`` itself, and from the
+registry alone when the testbed's folder is gone.
+
+The commands that act on a running testbed find it with
+:mod:`imaging.testbed.discovery`.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from . import control, files, firmware, images, network, pxe, state
+from . import control, files, firmware, images, network, programs, pxe, registry, state
 from . import leases as leases_api
+from .discovery import absolute, load
 from .faults import Faults, check_vm_knob, parse_assignment
-from .layout import MAX_NODES, Layout
+from .layout import MAX_NODES, NS_PREFIX, Layout
 from .node import NodeStatus
-from .procs import Tracked, kill, kill_netns, run, stop_all, track, tracked
+from .procs import Tracked, kill, kill_netns, run, run_forwarding, stop_all, track, tracked
+from .programs import DROPBEARKEY, IP, SSH_KEYGEN
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     ImagingError when a step fails (everything started is stopped again).
     """
     require_root("up")
-    directory = directory.resolve()
+    directory = absolute(directory)
     if any(size is not None and size <= 0 for size in (disk_mib, image_mib)):
         raise errors.UsageError("--disk-size and --image-size are positive numbers of MiB")
     if vm:
@@ -78,6 +86,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
         disk_path = provision.HARD_DRIVE
         provision.check_requirements()
     else:
+        programs.require(vm=False)
         limit = MAX_NODES if cmc_only else MAX_FULL_NODES
         disk_mib, image_mib, disk_path = disk_mib or 64, image_mib or 8, disk_path or "/dev/sda"
     if not 1 <= count <= limit:
@@ -90,6 +99,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     if (directory / state.STATE_FILE).exists():
         raise errors.UsageError(f"a testbed is already up in {directory}: use it, or stop it first with"
                                 f" imaging-testbed down --dir {directory}")
+    _check_no_orphan(directory)
     layout = Layout(directory, 0, count)
     if len(str(layout.control_socket)) > UNIX_PATH_MAX:
         raise errors.UsageError(f"{directory} is too long a path for a unix socket; use a shorter --dir")
@@ -103,17 +113,23 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     log.info("prepared %s in %.2f s", directory, time.monotonic() - started)
 
     index = await network.claim_index()
+    layout = Layout(directory, index, count)
     record = state.TestbedState(str(directory), index, count, cmc_only, boot_delay, disk_path, disk_mib,
-                                by_node, chosen_accel)
+                                by_node, chosen_accel, str(registry.path_of(layout.name)))
     record.save()  # from here on, down can clean up
-    layout = record.layout
+    entry = registry.Entry(layout.name, index, str(directory), count, record.kind,
+                           layout.namespaces(with_nodes=record.links == "veth"))
     try:
+        registry.record(entry)  # from here on, down can clean up without the folder
         await network.create(layout, record.links)
         if not cmc_only:
-            _spawn(layout, "dnsmasq", ["ip", "netns", "exec", layout.server_ns,
-                                       *network.dnsmasq_command(layout, router_adverts=vm)])
-        _spawn(layout, "controller", ["ip", "netns", "exec", layout.server_ns,
-                                      sys.executable, "-m", "imaging.testbed.controller", str(directory)])
+            entry = entry.with_daemon(_spawn(layout, "dnsmasq", [
+                IP, "netns", "exec", layout.server_ns, *network.dnsmasq_command(layout, router_adverts=vm)]))
+            registry.record(entry)
+        entry = entry.with_daemon(_spawn(layout, "controller", [
+            IP, "netns", "exec", layout.server_ns, sys.executable, "-m", "imaging.testbed.controller",
+            str(directory)]))
+        registry.record(entry)
         await _wait_ready(layout)
         if vm:
             await _check_machines(layout)
@@ -121,8 +137,20 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     except BaseException:
         await down(directory)
         raise
-    log.info("testbed %d up in %s: %d nodes in %.2f s", index, directory, count, time.monotonic() - started)
+    log.info("testbed %s up in %s: %d nodes in %.2f s", layout.name, directory, count, time.monotonic() - started)
     return record
+
+
+def _check_no_orphan(directory: Path) -> None:
+    """UsageError when a testbed recorded in ``directory`` still runs though its files are gone
+    (a record whose namespaces are gone is dropped)."""
+    entry = registry.by_directory(directory)
+    if entry is None:
+        return
+    if entry.present():
+        raise errors.UsageError(f"testbed {entry.name} still runs from {directory}, whose files are gone:"
+                                f" stop it first with imaging-testbed down {entry.name}")
+    registry.forget(registry.path_of(entry.name))
 
 
 def _parse_faults(layout: Layout, specs: list[str], vm: bool = False) -> dict[str, list[str]]:
@@ -197,24 +225,26 @@ def _disk_sizes(layout: Layout, disk_mib: int, faults: dict[str, list[str]]) -> 
 async def _make_keys(layout: Layout) -> None:
     """The nodes' dropbear host key and the client key they accept (kept if present)."""
     if not layout.host_key.exists():
-        await run("dropbearkey", "-t", "ed25519", "-f", str(layout.host_key))
+        await run(DROPBEARKEY, "-t", "ed25519", "-f", str(layout.host_key))
     if not layout.rsa_host_key.exists():
-        await run("dropbearkey", "-t", "rsa", "-s", "2048", "-f", str(layout.rsa_host_key))
+        await run(DROPBEARKEY, "-t", "rsa", "-s", "2048", "-f", str(layout.rsa_host_key))
     if not layout.client_key.exists():
-        await run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imaging-testbed",
+        await run(SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "imaging-testbed",
                   "-f", str(layout.client_key))
 
 
-def _spawn(layout: Layout, name: str, argv: list[str]) -> None:
-    """Start a daemon outliving ``up`` (own session, output in DIR/logs) and track it."""
+def _spawn(layout: Layout, name: str, argv: list[str]) -> Tracked:
+    """Start a daemon outliving ``up`` (own session, output in DIR/logs) and track it; its record."""
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with open(layout.logs_dir / f"{name}.out", "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=layout.directory, env=env)
-    if track(layout.run_dir, name, proc.pid) is None:
+    daemon = track(layout.run_dir, name, proc.pid)
+    if daemon is None:
         raise errors.ImagingError(f"{name} exited at once; see {layout.logs_dir / (name + '.out')}")
+    return daemon
 
 
 async def _wait_ready(layout: Layout) -> None:
@@ -249,14 +279,23 @@ async def _check_machines(layout: Layout) -> None:
             raise errors.ImagingError(f"{node.name} did not start: {node.detail} (console: {log_file})")
 
 
-async def down(directory: Path) -> None:
-    """Stop everything the testbed in ``directory`` started and delete its namespaces.
+async def down(directory: Path) -> str:
+    """Stop everything the testbed in ``directory`` started, delete its namespaces
+    and its record; its name.
 
-    UsageError when there is no testbed there.
+    When the folder lost the testbed's files (or is gone), the registry's record
+    of a testbed there is enough.  UsageError when there is no testbed there.
     """
     require_root("down")
-    directory = directory.resolve()
-    record = state.load(directory)
+    directory = absolute(directory)
+    try:
+        record = state.load(directory)
+    except errors.UsageError:
+        entry = registry.by_directory(directory)
+        if entry is None:
+            raise
+        await _down_recorded(entry)
+        return entry.name
     layout = record.layout
     if layout.control_socket.exists():
         try:
@@ -264,21 +303,75 @@ async def down(directory: Path) -> None:
         except errors.ImagingError as exc:
             log.warning("controller shutdown: %s", exc)
     procs = tracked(layout.run_dir)
+    entry = registry.load(Path(record.registry)) if record.registry else None
+    if entry is not None:  # the daemons' files in DIR/run may be gone
+        procs += [daemon for daemon in entry.daemons if daemon not in procs]
     daemons = [p for p in procs if p.name in DAEMONS]
     await _wait_gone([p for p in daemons if p.name == "controller"], 5.0)
-    for node in procs:
-        if node not in daemons:
-            kill(node)  # a node's power cut
+    await _stop([p for p in procs if p not in daemons], daemons, layout.namespaces(with_nodes=record.links == "veth"))
+    for leftover in layout.run_dir.glob("*"):
+        leftover.unlink(missing_ok=True)
+    if record.registry:
+        registry.forget(Path(record.registry))
+    state.forget(directory)
+    return layout.name
+
+
+async def down_named(name: str) -> registry.Entry:
+    """Bring down the testbed the registry records as ``name`` (``imtb3``), from its folder
+    when that still holds it, else from the record alone; its record.
+
+    UsageError when ``name`` is not a testbed name, or no testbed of that name is recorded.
+    """
+    check_name(name)
+    require_root("down")
+    entry = registry.find(name)
+    if entry is None:
+        raise errors.UsageError(f"no testbed {name} is running: imaging-testbed list shows those that are")
+    directory = Path(entry.directory)
+    try:
+        in_folder = state.load(directory).index == entry.index
+    except errors.ImagingError:
+        in_folder = False
+    if in_folder:
+        await down(directory)
+    else:
+        await _down_recorded(entry)
+    return entry
+
+
+async def down_all() -> list[registry.Entry]:
+    """Bring down every testbed the registry records (:func:`down_named`); their records."""
+    require_root("down")
+    return [await down_named(entry.name) for entry in registry.entries()]
+
+
+def check_name(name: str) -> None:
+    """UsageError unless ``name`` has the shape of a testbed's name (``imtb3``)."""
+    if not re.fullmatch(rf"{NS_PREFIX}\d+", name):
+        raise errors.UsageError(f"{name!r} is not a testbed name: want {NS_PREFIX}N,"
+                                f" as imaging-testbed list shows")
+
+
+async def _down_recorded(entry: registry.Entry) -> None:
+    """Stop a testbed from its record alone (its folder is gone): its daemons, whatever
+    its namespaces hold, the namespaces, then the record."""
+    log.info("stopping testbed %s from its record (its folder %s has no testbed)", entry.name, entry.directory)
+    await _stop([], entry.daemons, entry.namespaces)
+    registry.forget(registry.path_of(entry.name))
+
+
+async def _stop(nodes: list[Tracked], daemons: list[Tracked], namespaces: list[str]) -> None:
+    """Kill ``nodes`` (a power cut), stop ``daemons`` (SIGTERM, then SIGKILL), kill
+    everything left in ``namespaces``, then delete them."""
+    for node in nodes:
+        kill(node)
     await stop_all(daemons)
-    namespaces = layout.namespaces(with_nodes=record.links == "veth")
     for _ in range(50):
         if not sum(kill_netns(ns) for ns in namespaces):
             break
         await asyncio.sleep(0.02)
     await network.destroy(namespaces)
-    for leftover in layout.run_dir.glob("*"):
-        leftover.unlink(missing_ok=True)
-    state.forget(directory)
 
 
 async def _wait_gone(procs: list[Tracked], timeout: float) -> None:
@@ -289,14 +382,14 @@ async def _wait_gone(procs: list[Tracked], timeout: float) -> None:
 
 async def status(directory: Path) -> tuple[state.TestbedState, list[NodeStatus]]:
     """The testbed's record and every node's status."""
-    record = state.load(directory.resolve())
+    record = load(directory)
     answer = await control.call(record.layout.control_socket, "GET", "/status")
     return record, control.statuses(answer)
 
 
 async def set_fault(directory: Path, node: str, spec: str) -> list[str]:
     """Change ``node``'s faults live (``spec`` or ``clear``); the faults now in force."""
-    record = state.load(directory.resolve())
+    record = load(directory)
     Faults().apply(spec)  # UsageErrors before bothering the controller
     if record.vm:
         check_vm_knob(spec)
@@ -313,12 +406,27 @@ async def lease(directory: Path, action: str, params: dict[str, str] | None = No
     """A leases command on the controller (add, clear, list, api); its answer
     ``{"mode", "url", "leases"}``.  ``add`` takes ``slice``, ``from``, ``until``
     (ISO 8601 or ``now``, ``+10m``, ``-1h``…) and ``nodes``."""
-    record = state.load(directory.resolve())
+    record = load(directory)
     body: dict[str, Any] = {"action": action, **(params or {})}
     if action == "add":  # relative times are relative to now, here
         for key in ("from", "until"):
             body[key] = leases_api.iso(leases_api.parse_time(str(body.get(key, ""))))
     return await control.call(record.layout.control_socket, "POST", "/leases", body)
+
+
+def _server_command(directory: Path, argv: list[str], env: dict[str, str] | None
+                    ) -> tuple[list[str], dict[str, str]]:
+    """The command line running ``argv`` in the server namespace, and its environment
+    (``env``, default ours, with ``IMAGING_CONFIG`` set to the testbed's config)."""
+    if not argv:
+        raise errors.UsageError("nothing to run: imaging-testbed run -- COMMAND [ARGS…]")
+    require_root("run")
+    layout = load(directory).layout
+    environment = dict(os.environ if env is None else env)
+    environment["IMAGING_CONFIG"] = str(layout.config_path)
+    if shutil.which(argv[0], path=environment.get("PATH")) is None and "/" not in argv[0]:
+        raise errors.UsageError(f"{argv[0]}: command not found")
+    return [IP, "netns", "exec", layout.server_ns, *argv], environment
 
 
 def run_in_server(directory: Path, argv: list[str], *, env: dict[str, str] | None = None,
@@ -328,14 +436,14 @@ def run_in_server(directory: Path, argv: list[str], *, env: dict[str, str] | Non
     testbed's config (``env``: the environment, default ours); with
     ``capture``, its output is kept in the result instead of shown.
     Raises subprocess.TimeoutExpired after ``timeout`` seconds."""
-    require_root("run")
-    record = state.load(directory.resolve())
-    layout = record.layout
-    environment = dict(os.environ if env is None else env)
-    environment["IMAGING_CONFIG"] = str(layout.config_path)
-    if not argv:
-        raise errors.UsageError("nothing to run: imaging-testbed run -- COMMAND [ARGS…]")
-    if shutil.which(argv[0], path=environment.get("PATH")) is None and "/" not in argv[0]:
-        raise errors.UsageError(f"{argv[0]}: command not found")
-    return subprocess.run(["ip", "netns", "exec", layout.server_ns, *argv], env=environment, check=False,
-                          capture_output=capture, timeout=timeout, input=input)
+    command, environment = _server_command(directory, argv, env)
+    return subprocess.run(command, env=environment, check=False, capture_output=capture, timeout=timeout,
+                          input=input)
+
+
+def run_command(directory: Path, argv: list[str], env: dict[str, str] | None = None) -> int:
+    """``imaging-testbed run``: ``argv`` in the server namespace as :func:`run_in_server` runs it,
+    to its end, with SIGINT, SIGTERM and SIGHUP passed on to it
+    (:func:`~imaging.testbed.procs.run_forwarding`); its exit status, 128 + N when signal N killed it."""
+    command, environment = _server_command(directory, argv, env)
+    return run_forwarding(command, environment)

@@ -25,6 +25,7 @@ from ..errors import ImagingError
 from .faults import Faults
 from .layout import BRIDGE, CMC_INTERFACE, MAX_TESTBEDS, NS_PREFIX, Layout, NodeInfo
 from .procs import run
+from .programs import DNSMASQ, IP, NFT
 
 # jumbo frames on the control LAN: a sixth of the packets for the same bytes,
 # which is what bounds multicast to dozens of emulated receivers on two cores
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 async def existing_namespaces() -> set[str]:
     """Names of the network namespaces that exist now."""
-    out = await run("ip", "netns", "list", check=False)
+    out = await run(IP, "netns", "list", check=False)
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
@@ -53,7 +54,7 @@ async def claim_index() -> int:
         if name in taken:
             continue
         try:
-            await run("ip", "netns", "add", name)
+            await run(IP, "netns", "add", name)
         except ImagingError:
             continue  # another testbed claimed it meanwhile
         return index
@@ -86,7 +87,7 @@ async def create(layout: Layout, links: str) -> None:
     server += [f"addr add {node.cmc_ip}/{cmc_prefix} dev {CMC_INTERFACE}" for node in layout.nodes()]
     if links == "veth":
         nodes = layout.nodes()
-        await run("ip", "-batch", "-", input="".join(f"netns add {n.netns}\n" for n in nodes))
+        await run(IP, "-batch", "-", input="".join(f"netns add {n.netns}\n" for n in nodes))
         for node in nodes:
             server += [
                 f"link add {node.veth} mtu {MTU} master {BRIDGE} type veth peer name eth0"
@@ -97,7 +98,7 @@ async def create(layout: Layout, links: str) -> None:
         server.insert(3, f"addr add {ula_prefix(layout)}1/64 dev {BRIDGE} nodad")
         for node in layout.nodes():
             server += [f"tuntap add dev {node.veth} mode tap", f"link set {node.veth} master {BRIDGE} up"]
-    await run("ip", "-n", ns, "-batch", "-", input="\n".join(server) + "\n")
+    await run(IP, "-n", ns, "-batch", "-", input="\n".join(server) + "\n")
     await apply_faults(layout, {})
 
 
@@ -106,7 +107,7 @@ async def destroy(namespaces: list[str]) -> None:
     present = await existing_namespaces()
     gone = [ns for ns in namespaces if ns in present]
     if gone:
-        await run("ip", "-force", "-batch", "-", input="".join(f"netns del {ns}\n" for ns in gone),
+        await run(IP, "-force", "-batch", "-", input="".join(f"netns del {ns}\n" for ns in gone),
                   check=False)
 
 
@@ -117,7 +118,7 @@ def dnsmasq_command(layout: Layout, router_adverts: bool = False) -> list[str]:
     With ``router_adverts`` (VM tier) it also advertises the ULA prefix."""
     net = layout.control_network
     argv = [
-        "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--port=0",
+        DNSMASQ, "--conf-file=/dev/null", "--keep-in-foreground", "--port=0",
         f"--interface={BRIDGE}", "--bind-interfaces",
         f"--dhcp-range={net.network_address},static,{net.netmask},infinite",
         "--dhcp-boot=pxelinux.0", "--dhcp-authoritative",
@@ -169,4 +170,4 @@ def _loss_match(percent: float) -> str:
 
 async def apply_faults(layout: Layout, faults: dict[str, Faults]) -> None:
     """Install the network fault rules for ``faults`` in the server namespace."""
-    await run("ip", "netns", "exec", layout.server_ns, "nft", "-f", "-", input=fault_rules(layout, faults))
+    await run(IP, "netns", "exec", layout.server_ns, NFT, "-f", "-", input=fault_rules(layout, faults))

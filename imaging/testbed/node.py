@@ -10,7 +10,7 @@ boot delay, start the firmware (:mod:`imaging.testbed.firmware`) in the node's n
 namespace, a private mount, UTS and PID namespace::
 
     ip netns exec NS unshare --mount --propagation private --uts --pid --fork \
-        --kill-child --mount-proc /bin/sh DIR/bin/firmware
+        --kill-child --mount-proc sh DIR/bin/firmware
 
 A node of a ``--cmc-only`` testbed has a power state and nothing else.
 """
@@ -32,6 +32,7 @@ from . import firmware
 from .faults import Faults
 from .layout import Layout, NodeInfo
 from .procs import kill_netns, netns_pids, run, track, untrack
+from .programs import IP, SH, UNSHARE
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class EmulatedNode(PoweredNode):
     async def _link(self, up: bool) -> None:
         """Bring the node's eth0 up, or down with its addresses flushed."""
         commands = "link set eth0 up\n" if up else "link set eth0 down\naddr flush dev eth0\n"
-        await run("ip", "-n", self.info.netns, "-batch", "-", input=commands)
+        await run(IP, "-n", self.info.netns, "-batch", "-", input=commands)
 
     async def _kill(self) -> None:
         """Kill the firmware and everything in the node's namespace; wait until gone."""
@@ -271,10 +272,10 @@ class EmulatedNode(PoweredNode):
         (self.layout.nodes_dir / self.info.name).mkdir(parents=True, exist_ok=True)
         self._log("--- power on: firmware starts ---")
         self._proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.info.netns,
-            "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
+            IP, "netns", "exec", self.info.netns,
+            UNSHARE, "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
             "--kill-child", "--mount-proc",
-            "/bin/sh", str(self.layout.bin_dir / firmware.FIRMWARE),
+            SH, str(self.layout.bin_dir / firmware.FIRMWARE),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=self._environment(), start_new_session=True)
         track(self.layout.run_dir, self.info.name, self._proc.pid)

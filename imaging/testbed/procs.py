@@ -4,7 +4,8 @@ Every long-lived process (dnsmasq, the controller, each node's boot) is
 recorded in a PID file ``<run_dir>/<name>.pid`` holding its PID and its start
 time (field 22 of ``/proc/PID/stat``), so that ``down`` can stop it even
 after the controller crashed, and never kills an unrelated process that
-reused the PID.
+reused the PID.  :func:`run_forwarding` runs a command the way ``imaging-testbed
+run`` does: to its end, with the signals that stop a command passed on to it.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ async def stop_all(procs: list[Tracked], grace: float = 2.0) -> None:
         kill(proc)
 
 
+def netns_exists(netns: str) -> bool:
+    """Whether network namespace ``netns`` exists (``ip netns`` keeps it in /run/netns)."""
+    return os.path.exists(f"/run/netns/{netns}")
+
+
 def netns_pids(netns: str) -> list[int]:
     """The PIDs of every live process in network namespace ``netns`` (like
     ``ip netns pids``, without starting a process); none if it is gone."""
@@ -130,6 +136,62 @@ def kill_netns(netns: str) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SI_KERNEL = 0x80  # si_code of a signal the kernel sent: the terminal's Ctrl-C or hangup, to its foreground group
+_RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)  # ignored by Python; programs expect their default action
+
+
+def run_forwarding(argv: list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` (looked up in our PATH) to its end, passing SIGINT, SIGTERM and
+    SIGHUP on to it; its exit status, 128 + N when signal N killed it.
+
+    Each signal reaches the command once.  When this process holds the terminal
+    (it is the terminal's foreground process group) the command shares its process
+    group: it reads the terminal, and gets the terminal's Ctrl-C and hangup itself,
+    so those are not passed on again.  Otherwise the command gets a process group
+    of its own: a signal sent to our group (``timeout``, ``kill 0``) reaches it
+    through us only.  Raises ImagingError when the command cannot be started.
+    """
+    watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+    shared = _terminal_foreground()
+    reaping = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # SIG_IGN would reap the child before us
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # from here on, no signal is missed
+    try:
+        group = os.getpgrp() if shared else 0  # ours, or one of its own (0: its PID)
+        try:
+            pid = os.posix_spawnp(argv[0], argv, env, setpgroup=group, setsigmask=mask, setsigdef=_RESTORED)
+        except OSError as exc:
+            raise ImagingError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        while True:
+            info = signal.sigwaitinfo(watched)
+            if info.si_signo != signal.SIGCHLD:
+                if not (shared and info.si_code == SI_KERNEL):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, info.si_signo)
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGCHLD, reaping)
+
+
+def _terminal_foreground() -> bool:
+    """Whether this process is in the foreground process group of its controlling terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:  # no controlling terminal
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 async def run(*argv: str, input: str | None = None, check: bool = True,

@@ -3,7 +3,8 @@ the controller at start and by ``status``, ``fault``, ``run`` and ``down``.
 
 The PIDs of the processes it started are not here but in ``DIR/run/*.pid``
 (:mod:`imaging.testbed.procs`), one file per process, written by whoever
-started it.
+started it; the daemons' are also in the testbed's record outside its folder
+(:mod:`imaging.testbed.registry`), whose file this record names.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class TestbedState:
     disk_mib: int = 64
     faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
     accel: str = ""  # VM tier: tcg or kvm; empty for emulated nodes
+    registry: str = ""  # the file recording the testbed outside its folder (imaging.testbed.registry)
 
     @property
     def vm(self) -> bool:
@@ -41,9 +43,14 @@ class TestbedState:
         return bool(self.accel)
 
     @property
+    def kind(self) -> str:
+        """``emulated``, ``vm`` or ``cmc-only``."""
+        return "cmc-only" if self.cmc_only else "vm" if self.vm else "emulated"
+
+    @property
     def links(self) -> str:
         """The nodes' links: ``veth``, ``tap`` (VMs) or ``none`` (CMCs only)."""
-        return "none" if self.cmc_only else "tap" if self.vm else "veth"
+        return {"cmc-only": "none", "vm": "tap", "emulated": "veth"}[self.kind]
 
     @property
     def layout(self) -> Layout:

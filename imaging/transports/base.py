@@ -44,11 +44,15 @@ class Progress:
 
 
 class ProgressParser(ABC):
-    """Reads a receiver's output line by line; knows how far it got and what went wrong."""
+    """Reads a receiver's output line by line; knows how far it got and what went wrong.
+
+    ``work`` is a count that grows whenever the receiver makes progress (bytes received, bytes
+    written, chunks): a load judges a receiver alive by it, never by a fixed time."""
 
     def __init__(self) -> None:
         self.failure: str | None = None
         self.finished = False
+        self.work = 0
 
     @abstractmethod
     def feed(self, line: str) -> Progress | None:
@@ -88,8 +92,9 @@ class Transport(ABC):
         return None
 
     @abstractmethod
-    def parser(self, image_size: int) -> ProgressParser:
-        """A fresh parser for one receiver's output."""
+    def parser(self, image_size: int, content_size: int | None = None) -> ProgressParser:
+        """A fresh parser for one receiver's output; ``image_size`` is the image file's size,
+        ``content_size`` what it expands to on the disk, when known."""
 
     @abstractmethod
     def save_command(self, disk: str, server_ip: str, port: int) -> str:

@@ -56,13 +56,20 @@ class FrisbeeParser(ProgressParser):
         self.chunks: int | None = None
         self.dots = 0
         self.written: int | None = None
+        self.best = 0.0  # the highest percent seen
 
     def _percent_of_dots(self) -> float | None:
         return min(100.0, 100.0 * self.dots / self.chunks) if self.chunks else None
 
     def feed(self, line: str) -> Progress | None:
         """Digest one line of frisbee output."""
-        stripped = line.strip()
+        progress = self._feed(line.strip())
+        if progress is not None and progress.percent is not None:
+            self.best = max(self.best, progress.percent)
+        self.work = self.dots + int(self.best * 100) + (self.written or 0)
+        return progress
+
+    def _feed(self, stripped: str) -> Progress | None:
         if found := JOINED_RE.search(stripped):
             self.chunks = int(found.group(1))
             return Progress(0.0, f"joined, {self.chunks} chunks")
@@ -149,7 +156,7 @@ class Frisbee(Transport):
                         proc.returncode)
         return needed
 
-    def parser(self, image_size: int) -> FrisbeeParser:
+    def parser(self, image_size: int, content_size: int | None = None) -> FrisbeeParser:
         """A parser of the client's output (frisbee tells its own chunk count)."""
         return FrisbeeParser()
 

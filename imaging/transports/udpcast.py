@@ -14,37 +14,31 @@ node by ``zstd -d`` through ``--pipe``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..imagecheck import check_zstd
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
-
-ZSTD_MAGIC = 0xFD2FB528
 
 
 def decompressed_size(path: Path) -> int | None:
-    """The content size a ``.zst`` file's first frame header declares (None when absent);
-    a raw image's own size."""
+    """What a ``.zst`` file's frames declare they hold (None when one does not say); a raw
+    image's own size.  ImageError when the file is not whole (see :mod:`imaging.imagecheck`)."""
     if not path.name.endswith(".zst"):
         return path.stat().st_size
-    with open(path, "rb") as handle:
-        header = handle.read(18)
-    if len(header) < 6 or int.from_bytes(header[:4], "little") != ZSTD_MAGIC:
-        return None
-    descriptor = header[4]
-    single_segment = bool(descriptor & 0x20)
-    offset = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
-    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-    if size_bytes == 0 or len(header) < offset + size_bytes:
-        return None
-    value = int.from_bytes(header[offset:offset + size_bytes], "little")
-    return value + 256 if size_bytes == 2 else value
+    return check_zstd(path).size
 
 
 BYTES_RE = re.compile(r"bytes=\s*(\d[\d ]*?)\s*\(\s*([\d.]+)\s*Mbps\)")
+# zstd -d --progress: "/*stdin*\  : 9.12 MiB..." as it writes, "/*stdin*\  : 314572800 bytes" at the end
+# (zstd 1.4 says "Decoded : 9 MB...")
+DECODED_RE = re.compile(r"(?:\*stdin\*\\|Decoded)\s*:\s*([\d.]+)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|bytes)\b")
+UNITS = {"B": 1, "bytes": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40,
+         "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 FAILURES = (
     (re.compile(r"No space left|Short write|write error", re.IGNORECASE), "disk write failed: {line}"),
     (re.compile(r"[Tt]imeout|timed out"), "transfer timed out: {line}"),
@@ -55,20 +49,41 @@ FAILURES = (
 
 class UdpcastParser(ProgressParser):
     """udp-receiver prints ``bytes= 10 705 968  (196.20 Mbps)`` (digits grouped by
-    spaces, lines separated by ``\\r``) and ends with ``Transfer complete.``."""
+    spaces, lines separated by ``\\r``) and ends with ``Transfer complete.``; a
+    compressed image's ``zstd -d --progress`` interleaves how much it has written.
 
-    def __init__(self, image_size: int) -> None:
+    The percent is of the disk written when the image is compressed and its content
+    size is known (a receiver may decompress for minutes after the last byte came),
+    else of the image received."""
+
+    def __init__(self, image_size: int, content_size: int | None = None) -> None:
         super().__init__()
         self.image_size = image_size
+        self.content_size = content_size
         self.bytes = 0
+        self.decoded = 0
+
+    def _progressed(self) -> None:
+        self.work = self.bytes + self.decoded
 
     def feed(self, line: str) -> Progress | None:
-        """Digest one line of udp-receiver output."""
+        """Digest one line of udp-receiver (or zstd) output."""
         found = BYTES_RE.search(line)
         if found:
             self.bytes = int(found.group(1).replace(" ", ""))
+            self._progressed()
+            if self.decoded and self.content_size:
+                return None  # the disk's progress is zstd's
             percent = min(100.0, 100.0 * self.bytes / self.image_size) if self.image_size else None
             return Progress(percent, f"{found.group(2)} Mbps")
+        found = DECODED_RE.search(line)
+        if found:
+            self.decoded = max(self.decoded, int(float(found.group(1)) * UNITS[found.group(2)]))
+            self._progressed()
+            if not self.content_size:
+                return None
+            return Progress(min(100.0, 100.0 * self.decoded / self.content_size),
+                            f"{self.decoded >> 20} MiB written")
         if "Transfer complete" in line:
             self.finished = True
             return Progress(100.0, "transfer complete")
@@ -124,16 +139,17 @@ class Udpcast(Transport):
         argv = [self.receiver, "--nokbd", "--interface", node_ip, "--portbase", str(channel.port),
                 "--file", disk, *shlex.split(self.receiver_options)]
         if image.name.endswith(".zst"):
-            argv[1:1] = ["--pipe", "zstd -d -q"]
+            argv[1:1] = ["--pipe", "zstd -d -q --progress"]  # what it has written: the load's liveness
         return shlex.join(argv)
 
     async def disk_bytes_needed(self, image: Path) -> int | None:
-        """What the image fills on a disk: its raw size, or the zstd frame's content size."""
-        return decompressed_size(image)
+        """What the image fills on a disk: its raw size, or the zstd frames' content size (read in a
+        thread: the frames of a large image are walked)."""
+        return await asyncio.to_thread(decompressed_size, image)
 
-    def parser(self, image_size: int) -> UdpcastParser:
-        """A parser that reports percent of the image's bytes received."""
-        return UdpcastParser(image_size)
+    def parser(self, image_size: int, content_size: int | None = None) -> UdpcastParser:
+        """A parser that reports percent of the disk written, or of the image received."""
+        return UdpcastParser(image_size, content_size)
 
     def node_programs(self, image: Path | None) -> tuple[str, ...]:
         """udp-receiver (and zstd for a ``.img.zst``) to load; zstd and netcat to save."""

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from ...errors import UsageError
-from .machine import QEMU
+from ..programs import QEMU
 
 log = logging.getLogger(__name__)
 

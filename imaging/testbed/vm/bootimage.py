@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..images import IDENTITY_FILE, IDENTITY_PREFIX, MIB, MTOOLS_ENV, TestImage, sha256_file
 from ..procs import run
+from ..programs import MCOPY, MKFS_VFAT, SYSLINUX
 from .kernel import Kernel, tool
 
 KERNEL_NAME = "vmlinuz"
@@ -66,9 +67,9 @@ async def make_boot_image(kernel: Kernel, disk_os: Path, target: Path, size_mib:
         (files / KERNEL_NAME).symlink_to(kernel.vmlinuz.resolve())
         (files / INITRD_NAME).symlink_to(disk_os.resolve())
         raw = Path(scratch) / "disk.img"
-        await run(tool("mkfs.vfat"), "-C", "-n", "IMAGING", str(raw), str(fat))
-        await run(tool("syslinux"), "--install", str(raw))
-        await run(tool("mcopy"), "-s", "-i", str(raw), *sorted(str(f) for f in files.iterdir()), "::/",
+        await run(tool(MKFS_VFAT), "-C", "-n", "IMAGING", str(raw), str(fat))
+        await run(tool(SYSLINUX), "--install", str(raw))
+        await run(tool(MCOPY), "-s", "-i", str(raw), *sorted(str(f) for f in files.iterdir()), "::/",
                   env=MTOOLS_ENV)
         os.truncate(raw, size_mib * MIB)
         raw.replace(target)

@@ -37,6 +37,7 @@ from pathlib import Path
 from ...errors import ImagingError
 from ..images import IDENTITY_FILE
 from ..procs import run
+from ..programs import BUSYBOX, DASH, DROPBEAR, LDD, NC_OPENBSD, UDP_RECEIVER, ZSTD
 from .kernel import Kernel, tool
 
 IMAGING_OS = "imaging-os"
@@ -48,10 +49,10 @@ FAT_MODULES = ("vfat", "nls_cp437", "nls_ascii")  # the FAT's default codepage a
 # in PATH ("nc -q 0" would be busybox's nc, which has no -q), so the shell of telnet and ssh
 # sessions, /bin/sh, is Debian's dash (as on the emulated nodes); the scripts written here run
 # in busybox sh.
-SHELL_PROGRAM = {"bin/sh": "dash"}
-IMAGING_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/bin/udp-receiver": "udp-receiver", "usr/bin/zstd": "zstd",
-                       "usr/bin/nc": "nc.openbsd"}
-DISK_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/sbin/dropbear": "dropbear"}
+SHELL_PROGRAM = {"bin/sh": DASH}
+IMAGING_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/bin/udp-receiver": UDP_RECEIVER, "usr/bin/zstd": ZSTD,
+                       "usr/bin/nc": NC_OPENBSD}
+DISK_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/sbin/dropbear": DROPBEAR}
 MODULE_LIST = "etc/modules"  # the .ko files the init loads, in order
 DHCP_HOOK = "usr/share/udhcpc/default.script"
 DISK = "/dev/vda"  # the VM's virtio-blk disk, which the disk OS booted from
@@ -229,7 +230,7 @@ def _newc(ino: int, mode: int, name: str, data: bytes = b"", rdev: tuple[int, in
 
 async def _libraries(binary: str) -> list[str]:
     """The shared libraries ``binary`` loads, and the loader, as ``ldd`` finds them."""
-    out = await run(tool("ldd"), binary, check=False)
+    out = await run(tool(LDD), binary, check=False)
     if "not found" in out:
         raise ImagingError(f"{binary} needs libraries this host lacks: {out.strip()}")
     return [m[1] for line in out.splitlines() if (m := _LIBRARY_RE.search(line.strip()))]
@@ -239,7 +240,7 @@ async def _add_programs(tree: _Tree, programs: dict[str, str]) -> None:
     """Add busybox (with a link for each applet) and ``programs`` (path inside
     → host command, replacing busybox's applet of that name), with the
     libraries each needs at the paths ``ldd`` shows."""
-    busybox = tool("busybox")
+    busybox = tool(BUSYBOX)
     hosts = {path: tool(command) for path, command in programs.items()}
     names = {Path(path).name for path in programs}
     for applet in (await run(busybox, "--list-full")).split():
@@ -287,7 +288,7 @@ async def _build(name: str, tree: _Tree, cache_dir: Path) -> Path:
         raw = Path(scratch) / "initramfs.cpio"
         raw.write_bytes(archive)
         made = Path(scratch) / target.name
-        await run(tool("zstd"), "-q", f"-{ZSTD_LEVEL}", "-o", str(made), str(raw))
+        await run(tool(ZSTD), "-q", f"-{ZSTD_LEVEL}", "-o", str(made), str(raw))
         os.chmod(made, 0o644)
         made.replace(target)
     return target

@@ -19,35 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ImagingError, UsageError
+from .. import programs
 from ..procs import run
+from ..programs import DEPMOD, DPKG_DEB, MODPROBE
 
 PACKAGE_DIR = Path("/var/cache/imaging-testbed")
 # linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb, not the -cloud-amd64 or -rt-amd64 flavours
 PACKAGE_RE = re.compile(r"linux-image-\d+\.\d+\.\d+-\d+-amd64_(?P<version>[^_]+)_amd64\.deb")
 FETCH_HINT = "run `make vm-packages` (it runs `apt-get download linux-image-<abi>-amd64` into that folder)"
 
-# The host commands the VM builders run or copy, and the Debian package of each.
-HOST_TOOLS = {
-    "dpkg-deb": "dpkg", "depmod": "kmod", "modprobe": "kmod", "ldd": "libc-bin",
-    "busybox": "busybox-static", "dash": "dash", "udp-receiver": "udpcast", "zstd": "zstd",
-    "nc.openbsd": "netcat-openbsd", "dropbear": "dropbear-bin",
-    "mkfs.vfat": "dosfstools", "syslinux": "syslinux", "mcopy": "mtools", "mtype": "mtools", "mdir": "mtools",
-}
-_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def tool(name: str) -> str:
-    """The path of host command ``name`` (one of :data:`HOST_TOOLS`; sbin folders
-    searched too); UsageError naming the Debian package to install when missing."""
-    found = shutil.which(name, path=_TOOL_PATH)
-    if found is None:
-        raise UsageError(f"{name} is missing: install its Debian package (apt-get install {HOST_TOOLS[name]})")
-    return found
+# The host commands the VM builders run or copy (their packages: imaging.testbed.programs).
+BUILD_TOOLS = (DPKG_DEB, DEPMOD, MODPROBE, programs.LDD, programs.BUSYBOX, programs.DASH, programs.UDP_RECEIVER,
+               programs.ZSTD, programs.NC_OPENBSD, programs.DROPBEAR, programs.MKFS_VFAT, programs.SYSLINUX,
+               programs.MCOPY, programs.MTYPE, programs.MDIR)
+tool = programs.find  # the path of a host command, or UsageError naming its package
 
 
 def missing_tools() -> list[str]:
-    """The Debian packages of :data:`HOST_TOOLS` that are not installed."""
-    return sorted({package for name, package in HOST_TOOLS.items() if shutil.which(name, path=_TOOL_PATH) is None})
+    """The Debian packages of :data:`BUILD_TOOLS` that are not installed."""
+    return sorted({programs.PROGRAMS[name].package for name in BUILD_TOOLS
+                   if shutil.which(name, path=programs.SEARCH_PATH) is None})
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class Kernel:
         found: list[Path] = []
         for name in names:
             try:
-                out = await run(tool("modprobe"), "-d", str(self.tree), "-S", self.version, "--show-depends", name)
+                out = await run(tool(MODPROBE), "-d", str(self.tree), "-S", self.version, "--show-depends", name)
             except ImagingError as exc:
                 raise ImagingError(f"kernel {self.version} has no module {name}: {exc}") from None
             for line in out.splitlines():
@@ -119,9 +110,9 @@ async def unpack(deb: Path, cache_dir: Path) -> Kernel:
     cache_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".kernel-{deb.stem}-"))
     try:
-        await run(tool("dpkg-deb"), "-x", str(deb), str(scratch))
+        await run(tool(DPKG_DEB), "-x", str(deb), str(scratch))
         kernel = _kernel_in(scratch)
-        await run(tool("depmod"), "-b", str(scratch), kernel.version)
+        await run(tool(DEPMOD), "-b", str(scratch), kernel.version)
         os.chmod(scratch, 0o755)  # mkdtemp made it 0700
         try:
             scratch.rename(target)

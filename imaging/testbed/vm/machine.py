@@ -31,10 +31,10 @@ from ..faults import Faults
 from ..layout import Layout, NodeInfo
 from ..node import NodeSettings, PoweredNode
 from ..procs import track, untrack
+from ..programs import QEMU
 
 log = logging.getLogger(__name__)
 
-QEMU = "qemu-system-x86_64"
 QMP_TIMEOUT = 3.0  # seconds for one QMP command, connection included
 QUIT_WAIT = 5.0  # seconds for qemu to exit after "quit" before it is killed
 FOLLOW_INTERVAL = 0.1  # seconds between two reads of the console log

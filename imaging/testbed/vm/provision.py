@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UsageError
-from .. import pxe
+from .. import programs, pxe
 from ..files import DEFAULT_IMAGE
 from ..images import TestImage, new_identity
 from ..layout import Layout
 from . import accel, bootimage, initramfs, kernel
-from .machine import QEMU
 
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")  # what qemu's virtio-net boots from
-TOOLS = (QEMU, "dnsmasq")  # beyond what the builders need (kernel.HOST_TOOLS)
 MAX_VMS = 16
 DISK_MIB = 32
 IMAGE_MIB = 16
@@ -46,7 +43,7 @@ class VmBuild:
 
 def missing_requirements() -> str | None:
     """Why VMs cannot run here (a missing program or file), or None."""
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None] + kernel.missing_tools()
+    missing = programs.missing(vm=True)
     missing += [str(path) for path in (IPXE_ROM, pxe.PXELINUX, pxe.LDLINUX) if not path.exists()]
     return f"missing: {', '.join(missing)}" if missing else None
 
