@@ -88,15 +88,11 @@ def save_name(host: str, when: datetime, radical: str, ext: str) -> str:
     return f"saving__{host}__{when.strftime(DATE_FORMAT)}__{radical}{ext}"
 
 
-@dataclass
-class Image:
-    """One image file and what is known of it."""
+class NamedLikeImage:
+    """What an entry's name tells, for images and broken entries alike (``path`` and ``ext`` given)."""
 
-    path: Path  # the real file, symlinks resolved
+    path: Path
     ext: str
-    size: int
-    mtime: float
-    aliases: list[Path] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -110,13 +106,24 @@ class Image:
 
     @property
     def transport(self) -> str:
-        """The transport that loads it: frisbee or udpcast."""
+        """The transport its extension names: frisbee or udpcast."""
         return EXTENSIONS[self.ext]
 
     @property
     def save_info(self) -> re.Match[str] | None:
         """The parts of a save's name (host, date, radical), or None."""
         return SAVE_RE.match(self.stem)
+
+
+@dataclass
+class Image(NamedLikeImage):
+    """One image file and what is known of it."""
+
+    path: Path  # the real file, symlinks resolved
+    ext: str
+    size: int
+    mtime: float
+    aliases: list[Path] = field(default_factory=list)
 
     @property
     def radical(self) -> str:
@@ -161,33 +168,13 @@ class Image:
 
 
 @dataclass(frozen=True)
-class Broken:
+class Broken(NamedLikeImage):
     """An entry named like an image that no load can use, and why."""
 
     path: Path  # the entry itself, not what it points to
     ext: str
     mtime: float  # of the entry itself
     reason: str  # "dangling link to X", "symlink loop", "a directory", ...
-
-    @property
-    def name(self) -> str:
-        """The entry's name."""
-        return self.path.name
-
-    @property
-    def stem(self) -> str:
-        """The name without its image extension."""
-        return self.name[: -len(self.ext)]
-
-    @property
-    def save_info(self) -> re.Match[str] | None:
-        """The parts of a save's name (host, date, radical), or None."""
-        return SAVE_RE.match(self.stem)
-
-    @property
-    def transport(self) -> str:
-        """The transport its name promises."""
-        return EXTENSIONS[self.ext]
 
     @property
     def when(self) -> datetime:
