@@ -140,11 +140,22 @@ def substitute(text: str, site: Path) -> str:
 
 @pytest.fixture(scope="module")
 def top() -> Iterator[Path]:
-    """A folder every user may enter (pytest's own are 0700), removed afterwards."""
+    """A folder every user may enter (pytest's own are 0700), removed afterwards.
+
+    A chroot made in a ``mktemp -d`` folder has a ``/`` of mode 0700, which no real system has and
+    in which no unprivileged program can even load its libraries: ``/`` is then opened to every
+    user (search only, as everywhere) for the corpus, and put back after it."""
+    root_mode = stat.S_IMODE(os.stat("/").st_mode)
+    if os.geteuid() == 0 and not root_mode & 0o001:
+        os.chmod("/", root_mode | 0o005)
     folder = Path(tempfile.mkdtemp(prefix="imaging-badinput-"))
     folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if stat.S_IMODE(os.stat("/").st_mode) != root_mode:
+            os.chmod("/", root_mode)
 
 
 @pytest.fixture(scope="module")
