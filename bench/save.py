@@ -7,7 +7,7 @@ after its first MiB (the factory FAT file system stays, so the node still
 boots; random, so that zstd has nothing to gain and the whole 256 MiB travel).
 Then, median of :data:`RUNS` runs each:
 
-* ``imaging-save -n --json -o bench 1`` run in the server namespace from a
+* ``imaging-save -n --json --raw -o bench 1`` run in the server namespace from a
   scratch folder: the wall time of the command (reset, boot of the imaging OS,
   transfer, publication; ``-n`` leaves the node in the imaging OS, so no final
   reset), and its transfer phase, from the first ``saving`` event to the
@@ -109,8 +109,8 @@ def unzipped_sha256(path: Path) -> str:
 
 def save_once(layout: Layout, folder: Path, disk_sha: str, figure: Figure) -> None:
     """One ``imaging-save -n --json`` from ``folder``; its figures added to ``figure``, the file removed."""
-    argv = in_server(layout, [str(BIN / "imaging-save"), "--json", "-n", "-o", "bench", "-t", str(SAVE_TIMEOUT),
-                              "1"])
+    argv = in_server(layout, [str(BIN / "imaging-save"), "--json", "--raw", "-n", "-o", "bench", "-t",
+                              str(SAVE_TIMEOUT), "1"])
     start = time.perf_counter()
     try:
         done = subprocess.run(argv, env=product_env(layout), cwd=folder, capture_output=True, text=True,
@@ -237,7 +237,7 @@ def main() -> int:
     began = time.perf_counter()
     print(f"save throughput of one node's {DISK_MIB} MiB disk (random after the first MiB) on {os.cpu_count()} cores,"
           f" median of {RUNS} runs; figures are noisy when other work shares the machine\n")
-    product = Figure("imaging-save -n (zstd -1 | nc -> receiver)")
+    product = Figure("imaging-save --raw -n (zstd -1 | nc -> receiver)")
     raw = Figure("plain: nc < /dev/sda -> nc -l > file")
     zipped = Figure("plain: zstd -1 /dev/sda | nc -> nc -l > file")
     with tempfile.TemporaryDirectory(prefix="bench-save-") as scratch:

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import imagecheck
+from . import disklayout, imagecheck
 from .errors import ImageError
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class Format:
 
 # extension -> its format; longest first so .img.zst beats .img
 FORMATS: dict[str, Format] = {
+    ".ptcl.zst": Format("udpcast", disklayout.check_image),
     ".img.zst": Format("udpcast", imagecheck.check_zstd),
     ".ndz": Format("frisbee", imagecheck.check_readable),
     ".img": Format("udpcast", imagecheck.check_raw),
@@ -156,6 +157,16 @@ class Image(NamedLikeImage):
         """Read the file's headers as a load would need them: ImageError (one line naming the
         file, the problem and the fix) when it is empty, truncated or not of its format."""
         return FORMATS[self.ext].check(self.path)
+
+    def layout(self) -> disklayout.Layout | None:
+        """The disk layout a file-system-aware image records (None for a raw image, or one whose
+        layout cannot be read: :meth:`check_content` says why)."""
+        if FORMATS[self.ext].check is not disklayout.check_image:
+            return None
+        try:
+            return disklayout.read_layout(self.path)
+        except ImageError:
+            return None
 
     def checksum(self) -> str | None:
         """The sha256 recorded in the ``<file>.sha256`` sidecar, if any."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .disklayout import describe
 from .images import Broken, Image
 from .units import human_size
 
@@ -33,12 +34,15 @@ def record(entry: Entry, default: Image | None, verdict: str | None = None) -> d
     info = entry.save_info
     if isinstance(entry, Broken):
         fields: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "size": None,
-                                  "aliases": [], "alias_paths": [], "default": False, "sha256": None}
+                                  "aliases": [], "alias_paths": [], "default": False, "sha256": None,
+                                  "layout": None}
     else:
+        layout = entry.layout()
         fields = {"name": entry.name, "path": str(entry.path), "size": entry.size,
                   "aliases": [alias.name for alias in entry.aliases],
                   "alias_paths": [str(alias) for alias in entry.aliases],
-                  "default": entry is default, "sha256": entry.checksum()}
+                  "default": entry is default, "sha256": entry.checksum(),
+                  "layout": describe(layout) if layout is not None else None}
     return extra | fields | {
         "date": entry.when.isoformat(timespec="seconds"),
         "transport": entry.transport,
@@ -59,10 +63,20 @@ def _where(path: Path) -> str:
     return str(path.parent) if path.is_absolute() else str(path.parent.resolve())
 
 
+def _layout_columns(entry: Entry) -> list[str]:
+    """``data`` (what a file-system-aware image's file systems hold), ``needs`` (the disk size it takes)
+    and its partitions; dashes for a raw image."""
+    layout = entry.layout() if isinstance(entry, Image) else None
+    if layout is None:
+        return ["-", "-", "-"]
+    parts = " ".join(f"{p.number}:{p.fs or p.method}" for p in layout.partitions)
+    return [human_size(layout.used), human_size(layout.needed), f"{layout.label} {parts}"]
+
+
 def print_table(entries: Sequence[Entry], default: Image | None, long: bool,
                 verdicts: dict[Path, str] | None = None, out: TextIO | None = None) -> None:
     """The entries as a table: date, size, name, aliases, transport, the status when one is
-    broken (+ folder, sha256; + verified)."""
+    broken (+ data, disk size needed, partitions, folder, sha256; + verified)."""
     out = out or sys.stdout
     from rich import box
     from rich.console import Console
@@ -72,9 +86,10 @@ def print_table(entries: Sequence[Entry], default: Image | None, long: bool,
     statuses = [entry.status() for entry in entries]
     broken = sum(status != "ok" for status in statuses)
     columns = ("date", "size", "name", "aliases", "transport") + (("status",) if broken else ())
-    columns += (("folder", "sha256") if long else ()) + (("verified",) if verdicts is not None else ())
+    columns += (("data", "needs", "partitions", "folder", "sha256") if long else ())
+    columns += ("verified",) if verdicts is not None else ()
     for column in columns:
-        table.add_column(column, justify="right" if column == "size" else "left",
+        table.add_column(column, justify="right" if column in ("size", "data", "needs") else "left",
                          overflow="fold", no_wrap=column == "name")
     for entry, status in zip(entries, statuses, strict=True):
         if isinstance(entry, Broken):
@@ -87,11 +102,11 @@ def print_table(entries: Sequence[Entry], default: Image | None, long: bool,
         row = [entry.when.strftime("%Y-%m-%d %H:%M"), size, entry.name, aliases, entry.transport]
         row += ["" if status == "ok" else status] if broken else []
         if long:
-            row += [_where(entry.path), sha256]
+            row += [*_layout_columns(entry), _where(entry.path), sha256]
         if verdicts is not None:
             row.append(verdicts[entry.path])
         table.add_row(*row)
-    console = Console(file=out, width=None if out.isatty() else 250, highlight=False)
+    console = Console(file=out, width=None if out.isatty() else 1000, highlight=False)
     console.print(table)
     images = [e for e in entries if isinstance(e, Image)]
     console.print(f"{len(images)} image(s), {human_size(sum(i.size for i in images))}"

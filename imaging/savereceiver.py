@@ -84,6 +84,20 @@ class SaveReceiver:
         assert self.done is not None
         await asyncio.shield(self.done)
 
+    def append(self, data: bytes) -> None:
+        """Add ``data`` after the stream (an image's trailer), in the checksum and the count too;
+        NodeFailure when the server cannot write it."""
+        try:
+            with open(self.partial, "ab") as output:
+                output.write(data)
+                output.flush()
+                os.fsync(output.fileno())
+        except OSError as exc:
+            reason = "the server's disk is full" if exc.errno == 28 else exc.strerror
+            raise NodeFailure(f"writing {self.partial} failed: {reason}") from None
+        self.sha256.update(data)
+        self.bytes += len(data)
+
     def publish(self) -> str:
         """Rename the partial file to its real name and write the sidecar; the sha256."""
         digest = self.sha256.hexdigest()

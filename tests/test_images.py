@@ -97,7 +97,7 @@ def test_resolve_errors(repo: Repo, tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="no image 'centos'"):
         repository.resolve("centos")
     with pytest.raises(ImageError, match=r"ubuntu-24\.ndz is a frisbee image; the udpcast transport"
-                                         r" loads \.img\.zst/\.img images"):
+                                         r" loads \.ptcl\.zst/\.img\.zst/\.img images"):
         repository.resolve("ubuntu-24", transport="udpcast")
     make_image(shared, "ubuntu-24.img.zst")
     with pytest.raises(ImageError, match="ambiguous"):
@@ -210,7 +210,7 @@ def test_item5_scan_tells_why_each_broken_entry_is_broken(cluttered: Path) -> No
         "loop-b.img.zst": "broken: symlink loop",
         "self.img": "broken: symlink loop",
         "to-folder.img": "broken: link to folder.img, a directory",
-        "to-notes.ndz": "broken: link to notes.txt, not named like an image (.img.zst, .ndz, .img)",
+        "to-notes.ndz": "broken: link to notes.txt, not named like an image (.ptcl.zst, .img.zst, .ndz, .img)",
         "pipe.img": "broken: not a regular file",
         "to-pipe.img": "broken: link to pipe.img, not a regular file",
     }

@@ -68,7 +68,7 @@ def test_item5_json_gives_every_entry_a_status(cli: Cli, repo: Path) -> None:
     latest = records["latest.img.zst"]
     assert latest == {
         "name": "latest.img.zst", "path": str(repo / "latest.img.zst"), "size": None, "aliases": [],
-        "alias_paths": [], "default": False, "sha256": None,
+        "alias_paths": [], "default": False, "sha256": None, "layout": None,
         "date": datetime.fromtimestamp(T0 + 60).isoformat(timespec="seconds"),  # the link's own time
         "transport": "udpcast", "status": "broken: dangling link to saving__fit02__2026-01-01@10-00__gone.img.zst",
         "save": None,

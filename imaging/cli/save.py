@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deadline of the whole command (default: [nodes] save_timeout)")
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="image format (default: [transport] kind)")
+    parser.add_argument("--raw", action="store_true",
+                        help="save every byte of the disk (udpcast: .img.zst) instead of what its file systems use"
+                             " (udpcast's default: .ptcl.zst, the partition table and each partition by partclone)")
     parser.add_argument("--repo", action="store_true", help="write into the repository ([images] images_dir), not ./")
     parser.add_argument("--force", action="store_true", help="overwrite an existing image of the same name")
     parser.add_argument("--keep-partial", action="store_true",
@@ -54,8 +57,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise UsageError(f"cannot write into {folder}; save into a writable folder"
                          + (" (without --repo)" if args.repo else ""))
+    extension = transport.save_extension
+    if args.raw:
+        if transport.raw_extension is None:
+            raise UsageError(f"--raw: the {transport.name} transport has no raw format; drop --raw")
+        extension = transport.raw_extension
     now = datetime.now()
-    targets = {n.number: folder / save_name(n.hostname, now, args.output, transport.save_extension) for n in nodes}
+    targets = {n.number: folder / save_name(n.hostname, now, args.output, extension) for n in nodes}
     if len(set(targets.values())) != len(targets):
         raise UsageError("several nodes would save to the same file; give each its own -o NAME")
     for node in nodes:

@@ -11,8 +11,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .. import telnet
+from .. import partclone, telnet
 from ..cmc import CmcClient, ResetSettings, ensure_reset
+from ..disklayout import Layout
 from ..errors import NodeFailure
 from ..events import Event, NodeResult
 from ..inventory import Node
@@ -163,3 +164,42 @@ async def reset_failed(node: Node, state: JobState, cmc: CmcClient) -> str:
         return f"could not reset it to boot its disk ({exc.message})"
     log.info("%s: failed, reset to boot its disk", node.hostname)
     return "reset to boot its disk"
+
+
+async def _ask(node: Node, command: str, settings: telnet.TelnetSettings, what: str) -> list[str]:
+    """The output of a short command on the node (NodeFailure when it does not answer in time)."""
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(QUESTION_TIMEOUT):
+            await telnet.run(node.control.ip, command, settings, lines.append)
+    except TimeoutError:
+        raise NodeFailure(f"the imaging OS did not tell {what} within {QUESTION_TIMEOUT:g}s") from None
+    return lines
+
+
+async def disk_layout(node: Node, disk: str, settings: telnet.TelnetSettings) -> Layout:
+    """What the node's disk holds (its partition table and file systems, read by ``sfdisk`` and ``blkid``
+    on the node); NodeFailure when it cannot be read or a partition to save has no device."""
+    answer = await _ask(node, partclone.table_probe(disk), settings, f"the partition table of {disk}")
+    table, dump, size = partclone.split_table_probe(answer)
+    if size is None or size <= 0:
+        raise NodeFailure(f"the imaging OS cannot tell the size of {disk}: is it the node's disk?"
+                          " (set [nodes] hard_drive)")
+    try:
+        places = partclone.places_of(table, disk, size)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NodeFailure(f"cannot read the partition table of {disk} (sfdisk --json said something else: {exc});"
+                          " save with --raw") from None
+    answer = await _ask(node, partclone.fs_probe(disk, places), settings, f"the file systems of {disk}")
+    filesystems, devices = partclone.split_fs_probe(answer)
+    try:
+        layout = partclone.layout_from(table, dump, size, disk, filesystems)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NodeFailure(f"cannot read the partition table of {disk} ({exc}); save with --raw") from None
+    for part in layout.partitions:
+        if part.saved and part.number and part.number not in devices:
+            raise NodeFailure(f"{node.hostname}'s imaging OS shows no device {part.device} for {part.describe()}:"
+                              " partclone reads a partition from its device; save with --raw")
+    log.info("%s: disk %s: %s table, %s", node.hostname, disk, layout.label,
+             ", ".join(f"{p.number}:{p.fs or '-'}:{p.method}" for p in layout.partitions))
+    return layout

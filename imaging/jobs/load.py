@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import patterns, telnet
 from ..cmc import CmcClient, ensure_reset
+from ..disklayout import Layout, read_layout
 from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
@@ -65,7 +66,8 @@ class Session:
     """One multicast session: its nodes, channel, sender, and the rendezvous between them."""
 
     def __init__(self, plan: LoadPlan, state: JobState, nodes: Sequence[Node], bandwidth: int,
-                 channel: Channel, emit: Emit, cmc: CmcClient, needed: int | None) -> None:
+                 channel: Channel, emit: Emit, cmc: CmcClient, needed: int | None,
+                 layout: Layout | None = None) -> None:
         self.plan, self.state, self.nodes, self.bandwidth = plan, state, nodes, bandwidth
         self.channel, self.emit, self.cmc = channel, emit, cmc
         self.ready: set[int] = set()
@@ -76,6 +78,7 @@ class Session:
         self.sender_up = asyncio.Event()
         self.finished = 0
         self.needed = needed  # what the image fills on a disk (None: unknown), checked on each node
+        self.layout = layout  # what a file-system-aware image holds (None: a raw image)
 
     def _settle(self, ready: Node | None) -> None:
         if ready is not None:
@@ -90,7 +93,7 @@ class Session:
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
         await boot_imaging_os(node, self.state, self.cmc, plan.boot, deadline, self.emit)
-        await check_programs(node, plan.transport.node_programs(plan.image.path), plan.boot.telnet,
+        await check_programs(node, plan.transport.node_programs(plan.image.path, self.layout), plan.boot.telnet,
                              plan.transport.name)
         if self.needed is not None:
             size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
@@ -104,9 +107,9 @@ class Session:
         if self.sender is None or self.sender.process is None:
             raise NodeFailure(self.sender_error)
         self._phase(node, "receiving", 0.0)
-        parser = plan.transport.parser(plan.image.size, self.needed)
+        parser = plan.transport.parser(plan.image.size, self.needed, self.layout)
         command = plan.transport.receiver_command(self.channel, plan.server_ip, node.control.ip,
-                                                  plan.disk[node.number], plan.image.path)
+                                                  plan.disk[node.number], plan.image.path, self.layout)
         log_path = plan.log_dir / f"{node.hostname}.log"
         last = -1.0
         with open(log_path, "a", encoding="utf-8") as output:
@@ -123,12 +126,13 @@ class Session:
             status = await self._watching(telnet.run(node.control.ip, command, plan.boot.telnet, on_line), parser,
                                            log_path)
             output.write(f"exit status {status}\n")
+        where = f" while writing {parser.steps.where()}" if parser.steps is not None else ""
         if parser.failure:
             raise NodeFailure(f"{parser.failure} (log {log_path})")
         if status > 128:
-            raise NodeFailure(f"receiver killed by signal {status - 128} (log {log_path})")
+            raise NodeFailure(f"receiver killed by signal {status - 128}{where} (log {log_path})")
         if status != 0:
-            raise NodeFailure(f"receiver exited {status} (log {log_path})")
+            raise NodeFailure(f"receiver exited {status}{where} (log {log_path})")
 
     async def _watching(self, receiving: Coroutine[Any, Any, int], parser: ProgressParser, log_path: Path) -> int:
         """Await the receiver while it makes progress: fail at once if the sender dies with an error,
@@ -227,7 +231,12 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
     prepare(plan)
     # read once per command (the zstd frame header, imagedump…), checked on each node's disk
-    needed = await plan.transport.disk_bytes_needed(plan.image.path)
+    layout = None
+    if plan.transport.records_layout(plan.image.name):
+        layout = await asyncio.to_thread(read_layout, plan.image.path)
+        needed: int | None = layout.needed
+    else:
+        needed = await plan.transport.disk_bytes_needed(plan.image.path)
     groups: dict[int, list[Node]] = defaultdict(list)
     for node in plan.nodes:
         groups[plan.bandwidth[node.number]].append(node)
@@ -238,7 +247,7 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
             channel = Channel(patterns.group(plan.pattern_multicast, number), patterns.port(plan.pattern_port, number))
             log.info("session %d: %s on %s:%d at %d Mibps", number, ",".join(n.hostname for n in nodes),
                      channel.group, channel.port, bandwidth)
-            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc, needed))
+            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc, needed, layout))
 
         async def one(session: Session, node: Node) -> None:
             await run_imaging_node(node, lambda n: session.node_flow(n, deadline), state, cmc, plan.timeout,

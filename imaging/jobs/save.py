@@ -20,13 +20,23 @@ from pathlib import Path
 
 from .. import patterns, telnet
 from ..cmc import CmcClient, ensure_reset
+from ..disklayout import Layout, trailer
 from ..errors import NodeFailure
 from ..events import Event, NodeResult
 from ..inventory import Node
 from ..savereceiver import SaveReceiver
 from ..transports.base import Transport
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
+from .imagingos import (
+    BootSettings,
+    Emit,
+    JobState,
+    boot_imaging_os,
+    check_programs,
+    disk_layout,
+    disk_size,
+    run_imaging_node,
+)
 
 log = logging.getLogger(__name__)
 STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exited
@@ -74,13 +84,21 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
                     deadline: float) -> str:
     """The whole save of one node; returns what was done."""
     await boot_imaging_os(node, state, cmc, plan.boot, deadline, emit)
-    await check_programs(node, plan.transport.node_programs(None), plan.boot.telnet, plan.transport.name)
     target = plan.targets[node.number]
-    size = await disk_size(node, plan.disk[node.number], plan.boot.telnet)
-    free = os.statvfs(target.parent)
-    if size is not None and free.f_bavail * free.f_frsize < size:
-        raise NodeFailure(f"not enough space in {target.parent}: {human_size(free.f_bavail * free.f_frsize)}"
-                          f" free, {node.hostname}'s disk is {human_size(size)}")
+    disk = plan.disk[node.number]
+    layout: Layout | None = None
+    if plan.transport.records_layout(target.name):
+        await check_programs(node, ("sfdisk", "blkid"), plan.boot.telnet, plan.transport.name)
+        layout = await disk_layout(node, disk, plan.boot.telnet)
+        await check_programs(node, plan.transport.node_programs(None, layout), plan.boot.telnet, plan.transport.name)
+        size: int | None = layout.disk_size
+    else:
+        await check_programs(node, plan.transport.node_programs(None), plan.boot.telnet, plan.transport.name)
+        size = await disk_size(node, disk, plan.boot.telnet)
+        free = os.statvfs(target.parent)
+        if size is not None and free.f_bavail * free.f_frsize < size:
+            raise NodeFailure(f"not enough space in {target.parent}: {human_size(free.f_bavail * free.f_frsize)}"
+                              f" free, {node.hostname}'s disk is {human_size(size)}")
     stamp = plan.stamp[node.number]
     if stamp is not None:
         emit(Event(node.hostname, "stamping"))
@@ -88,13 +106,17 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
         if status != 0:
             raise NodeFailure(f"stamping /etc/imaging-image failed (exit {status})")
     port = patterns.port(plan.pattern_port, state.locks.take_slot(plan.lock_dir, plan.pattern_size))
+    parser = plan.transport.save_parser(layout) if layout is not None else None
 
     started = time.monotonic()
     shown = [started, -1.0]  # when and at what percent progress was last shown
 
     def progress(count: int) -> None:
         now = time.monotonic()
-        percent = min(99.0, 100.0 * count / size) if size else None
+        if parser is not None:  # how far partclone got; the bytes sent are compressed and follow the data
+            percent: float | None = min(99.0, parser.steps.percent()) if parser.steps is not None else None
+        else:
+            percent = min(99.0, 100.0 * count / size) if size else None
         if now - shown[0] < PROGRESS_EVERY and (percent is None or percent - shown[1] < 1):
             return
         shown[:] = [now, percent if percent is not None else shown[1]]
@@ -106,24 +128,36 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
     await receiver.start()
     try:
         emit(Event(node.hostname, "saving", 0.0))
-        command = plan.transport.save_command(plan.disk[node.number], plan.server_ip, port)
+        command = plan.transport.save_command(disk, plan.server_ip, port, layout)
         output: list[str] = []
-        status = await telnet.run(node.control.ip, command, plan.boot.telnet, output.append)
-        if status != 0:
-            said = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_STATUS" not in line)
-            raise NodeFailure(f"the save pipeline on the node failed (exit {status}){': ' + said if said else ''}")
+
+        def on_line(line: str) -> None:
+            output.append(line)
+            if parser is not None:
+                parser.feed(line)
+
+        status = await telnet.run(node.control.ip, command, plan.boot.telnet, on_line)
+        if status != 0 or (parser is not None and parser.failure):
+            said = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_" not in line)
+            where = f" while reading {parser.steps.where()}" if parser is not None and parser.steps else ""
+            raise NodeFailure(f"the save pipeline on the node failed (exit {status}){where}"
+                              f"{': ' + said if said else ''}")
         try:
             async with asyncio.timeout(STREAM_END):
                 await receiver.finished()
         except TimeoutError:
             raise NodeFailure(f"the stream did not end within {STREAM_END:g}s of the node's pipeline") from None
+        if layout is not None and parser is not None and parser.steps is not None:
+            layout = layout.with_used(parser.steps.used)
+            receiver.append(trailer(layout))
         digest = receiver.publish()
     finally:
         await receiver.close(state.keep_partial)
     if plan.reset_after:
         emit(Event(node.hostname, "rebooting"))
         await ensure_reset(cmc, node, plan.boot.reset)
-    return f"saved {target.name} ({human_size(receiver.bytes)}, sha256 {digest[:12]})"
+    holds = f", {human_size(layout.used)} of data" if layout is not None else ""
+    return f"saved {target.name} ({human_size(receiver.bytes)}{holds}, sha256 {digest[:12]})"
 
 
 async def save(plan: SavePlan, state: JobState, emit: Emit) -> list[NodeResult]:

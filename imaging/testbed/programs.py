@@ -64,6 +64,18 @@ LDD = "ldd"
 DASH = "dash"
 NC_OPENBSD = "nc.openbsd"
 SYSLINUX = "syslinux"
+SFDISK = "sfdisk"
+BLKID = "blkid"
+MKSWAP = "mkswap"
+MKFS_EXT4 = "mkfs.ext4"
+DEBUGFS = "debugfs"
+E2FSCK = "e2fsck"
+FSCK_FAT = "fsck.fat"
+MDEL = "mdel"
+DD = "dd"
+PARTCLONE_EXT4 = "partclone.ext4"
+PARTCLONE_VFAT = "partclone.vfat"
+PARTCLONE_DD = "partclone.dd"
 
 _FIRMWARE = "the emulated nodes' firmware (setting up a node's private world, its boot choice)"
 
@@ -102,6 +114,22 @@ PROGRAMS: dict[str, Program] = {
     "grep": Program("grep", _FIRMWARE),
     "sed": Program("sed", _FIRMWARE + "; the receiver=die fault's wrapper"),
     "hostname": Program("hostname", _FIRMWARE),
+    SFDISK: Program("fdisk", "the partition tables of the test disks; on the nodes, the product reads and"
+                             " restores a disk's table"),
+    BLKID: Program("util-linux", "on the nodes, the product asks which file system each partition holds"),
+    MKSWAP: Program("util-linux", "the swap partition of the test disks; on the nodes, the product recreates"
+                                  " a swap partition from its UUID and label"),
+    MKFS_EXT4: Program("e2fsprogs", "the ext4 partition of the test disks, with its files"),
+    DEBUGFS: Program("e2fsprogs", "files written then deleted on a test disk's ext4 (dirty free space); reading"
+                                  " its files back"),
+    E2FSCK: Program("e2fsprogs", "checks a restored ext4 partition"),
+    FSCK_FAT: Program("dosfstools", "checks a restored FAT partition"),
+    MDEL: Program("mtools", "files written then deleted on a test disk's FAT partition"),
+    DD: Program("coreutils", "on the nodes, the product reads and writes the bytes before the first partition"),
+    PARTCLONE_EXT4: Program("partclone", "on the nodes, the product saves and restores ext2/3/4 partitions"),
+    PARTCLONE_VFAT: Program("partclone", "on the nodes, the product saves and restores FAT partitions"),
+    PARTCLONE_DD: Program("partclone", "on the nodes, the product saves and restores partitions of a file system"
+                                       " partclone does not know"),
     # --- the product's side of a testbed -------------------------------------------------------
     UDP_SENDER: Program("udpcast", "the product's multicast sender, in the server namespace"),
     # --- the VM tier -----------------------------------------------------------------------------

@@ -7,7 +7,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ..disklayout import Layout
+    from ..partclone import Steps
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,14 @@ class ProgressParser(ABC):
     """Reads a receiver's output line by line; knows how far it got and what went wrong.
 
     ``work`` is a count that grows whenever the receiver makes progress (bytes received, bytes
-    written, chunks): a load judges a receiver alive by it, never by a fixed time."""
+    written, chunks): a load judges a receiver alive by it, never by a fixed time.  ``steps``
+    follows a file-system-aware transfer partition by partition (which one runs, how far)."""
 
     def __init__(self) -> None:
         self.failure: str | None = None
         self.finished = False
         self.work = 0
+        self.steps: Steps | None = None  # a file-system-aware transfer's steps (partition by partition)
 
     @abstractmethod
     def feed(self, line: str) -> Progress | None:
@@ -71,7 +77,13 @@ class Transport(ABC):
 
     name: ClassVar[str]
     extensions: ClassVar[tuple[str, ...]]
-    save_extension: ClassVar[str]
+    save_extension: ClassVar[str]  # what imaging-save writes
+    raw_extension: ClassVar[str | None] = None  # what imaging-save --raw writes (None: no such format)
+    layout_extensions: ClassVar[tuple[str, ...]] = ()  # images that record a disk layout (file-system-aware)
+
+    def records_layout(self, name: str) -> bool:
+        """True when image file ``name`` is file-system-aware: it records the layout of the disk it holds."""
+        return name.endswith(self.layout_extensions) if self.layout_extensions else False
 
     @property
     @abstractmethod
@@ -84,23 +96,30 @@ class Transport(ABC):
 
     @abstractmethod
     def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
-                         image: Path) -> str:
-        """The shell command run on the node to write ``disk``; values are shell-quoted."""
+                         image: Path, layout: Layout | None = None) -> str:
+        """The shell command run on the node to write ``disk`` (with the image's ``layout`` when it records
+        one); values are shell-quoted."""
 
     async def disk_bytes_needed(self, image: Path) -> int | None:
         """How many bytes of disk the image fills, when that can be known without the node."""
         return None
 
     @abstractmethod
-    def parser(self, image_size: int, content_size: int | None = None) -> ProgressParser:
+    def parser(self, image_size: int, content_size: int | None = None,
+               layout: Layout | None = None) -> ProgressParser:
         """A fresh parser for one receiver's output; ``image_size`` is the image file's size,
         ``content_size`` what it expands to on the disk, when known."""
 
     @abstractmethod
-    def save_command(self, disk: str, server_ip: str, port: int) -> str:
-        """The shell command run on the node to stream ``disk`` to server_ip:port."""
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
+        """The shell command run on the node to stream ``disk`` to server_ip:port (file-system-aware when
+        given the disk's ``layout``)."""
+
+    def save_parser(self, layout: Layout) -> ProgressParser | None:
+        """A parser of a file-system-aware save's output (None: the transport saves raw disks only)."""
+        return None
 
     @abstractmethod
-    def node_programs(self, image: Path | None) -> tuple[str, ...]:
+    def node_programs(self, image: Path | None, layout: Layout | None = None) -> tuple[str, ...]:
         """The programs the node's imaging OS must have: to load ``image``, or to save when None
         (checked on each node before they are run: a missing one is named, never waited on)."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..disklayout import Layout
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
 
 JOINED_RE = re.compile(r"Joined the team after .*File is (\d+) chunks")
@@ -130,7 +131,7 @@ class Frisbee(Transport):
                 "-W", str(plan.bits_per_second), *shlex.split(self.server_options), str(plan.image)]
 
     def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
-                         image: Path) -> str:
+                         image: Path, layout: Layout | None = None) -> str:
         """``frisbee -i NODE -m GROUP -p PORT DISK``."""
         return shlex.join([self.client, "-i", node_ip, "-m", channel.group, "-p", str(channel.port), disk])
 
@@ -156,15 +157,16 @@ class Frisbee(Transport):
                         proc.returncode)
         return needed
 
-    def parser(self, image_size: int, content_size: int | None = None) -> FrisbeeParser:
+    def parser(self, image_size: int, content_size: int | None = None,
+               layout: Layout | None = None) -> FrisbeeParser:
         """A parser of the client's output (frisbee tells its own chunk count)."""
         return FrisbeeParser()
 
-    def node_programs(self, image: Path | None) -> tuple[str, ...]:
+    def node_programs(self, image: Path | None, layout: Layout | None = None) -> tuple[str, ...]:
         """The frisbee client to load; imagezip and netcat to save."""
         return (self.client,) if image is not None else (self.imagezip, self.netcat)
 
-    def save_command(self, disk: str, server_ip: str, port: int) -> str:
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
         """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
         return pipeline(f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} -",
                         f"{shlex.quote(self.netcat)} {shlex.quote(server_ip)} {port}")

@@ -10,6 +10,12 @@ them, 15 did not (14.5 s for the load, against 7.7 s unloaded).
 ``--rexmit-hello-interval 100`` starts the transfer within milliseconds of the
 last join.  A ``.img.zst`` image travels compressed and is decompressed on the
 node by ``zstd -d`` through ``--pipe``.
+
+A ``.ptcl.zst`` image is file-system-aware (:mod:`imaging.partclone`): what
+the disk's file systems use, with its layout at the end of the file; the
+receiver's output goes through ``zstd -d`` into the restore, which writes the
+partition table, then each partition at its offset.  ``imaging-save`` writes
+that format by default, raw ``.img.zst`` with ``--raw``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import partclone
 from ..config import Config
+from ..disklayout import Layout, read_layout
 from ..imagecheck import check_zstd
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
+
+LAYOUT_EXTENSION = ".ptcl.zst"
+SAVE_PROGRAMS = ("sfdisk", "blkid", "dd", "zstd")  # the file-system-aware save's, beside netcat and partclone
 
 
 def decompressed_size(path: Path) -> int | None:
@@ -93,6 +104,35 @@ class UdpcastParser(ProgressParser):
         return None
 
 
+class LayoutParser(UdpcastParser):
+    """A file-system-aware load: udp-receiver's and zstd's output for liveness, the restore's markers and
+    partclone's progress for the percent (each partition weighted by the bytes it writes) and to name the
+    partition a failure happened in."""
+
+    def __init__(self, image_size: int, layout: Layout) -> None:
+        super().__init__(image_size, None)
+        self.steps: partclone.Steps = partclone.Steps(layout, partclone.restore_weights(layout))
+
+    def feed(self, line: str) -> Progress | None:
+        """Digest one line of the receiver, zstd or the restore."""
+        before = self.work
+        percent = self.steps.feed(line)
+        if self.steps.failure and self.failure is None:
+            self.failure = f"restore failed: {self.steps.failure}"
+        if percent is not None:
+            self.work += 1  # a new step, or partclone's progress: the restore is alive
+            return Progress(percent, f"writing {self.steps.where()}")
+        progress = super().feed(line)
+        if self.failure and self.steps.current and "(" not in self.failure:
+            self.failure = f"{self.failure} ({self.steps.where()})"
+        if self.work < before:
+            self.work = before
+        return None if progress is None or progress.percent is None or self.steps.current else progress
+
+    def _progressed(self) -> None:
+        self.work = max(self.work, self.bytes + self.decoded)
+
+
 @dataclass(frozen=True)
 class Udpcast(Transport):
     """The udpcast transport."""
@@ -105,8 +145,10 @@ class Udpcast(Transport):
     retries_until_drop: int = 15
 
     name = "udpcast"
-    extensions = (".img.zst", ".img")
-    save_extension = ".img.zst"
+    extensions = (LAYOUT_EXTENSION, ".img.zst", ".img")
+    save_extension = LAYOUT_EXTENSION
+    raw_extension = ".img.zst"
+    layout_extensions = (LAYOUT_EXTENSION,)
 
     @classmethod
     def from_config(cls, config: Config) -> Udpcast:
@@ -134,8 +176,13 @@ class Udpcast(Transport):
         ]
 
     def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
-                         image: Path) -> str:
-        """``udp-receiver --file DISK``, through ``zstd -d`` for a ``.img.zst`` image."""
+                         image: Path, layout: Layout | None = None) -> str:
+        """``udp-receiver --file DISK``, through ``zstd -d`` for a ``.img.zst`` image; for a file-system-aware
+        image, ``udp-receiver | zstd -d | restore``."""
+        if layout is not None:
+            receive = shlex.join([self.receiver, "--nokbd", "--interface", node_ip, "--portbase", str(channel.port),
+                                  *shlex.split(self.receiver_options)])
+            return pipeline(receive, "zstd -d -q --progress | " + partclone.restore_consumer(layout, disk))
         argv = [self.receiver, "--nokbd", "--interface", node_ip, "--portbase", str(channel.port),
                 "--file", disk, *shlex.split(self.receiver_options)]
         if image.name.endswith(".zst"):
@@ -144,23 +191,41 @@ class Udpcast(Transport):
 
     async def disk_bytes_needed(self, image: Path) -> int | None:
         """What the image fills on a disk: its raw size, or the zstd frames' content size (read in a
-        thread: the frames of a large image are walked)."""
+        thread: the frames of a large image are walked); a file-system-aware image's layout says."""
+        if self.records_layout(image.name):
+            return (await asyncio.to_thread(read_layout, image)).needed
         return await asyncio.to_thread(decompressed_size, image)
 
-    def parser(self, image_size: int, content_size: int | None = None) -> UdpcastParser:
+    def parser(self, image_size: int, content_size: int | None = None,
+               layout: Layout | None = None) -> UdpcastParser:
         """A parser that reports percent of the disk written, or of the image received."""
+        if layout is not None:
+            return LayoutParser(image_size, layout)
         return UdpcastParser(image_size, content_size)
 
-    def node_programs(self, image: Path | None) -> tuple[str, ...]:
-        """udp-receiver (and zstd for a ``.img.zst``) to load; zstd and netcat to save."""
+    def save_parser(self, layout: Layout) -> partclone.SaveParser:
+        """A parser of the file-system-aware save's output."""
+        return partclone.SaveParser(layout)
+
+    def node_programs(self, image: Path | None, layout: Layout | None = None) -> tuple[str, ...]:
+        """udp-receiver (and zstd for a ``.img.zst``; the restore's programs for a file-system-aware image)
+        to load; zstd and netcat to save (and what reads the disk's layout, and its partclone programs)."""
         if image is None:
+            if layout is not None:
+                return (*SAVE_PROGRAMS, self.netcat, *(p.method for p in layout.partitions if p.saved))
             return ("zstd", self.netcat)
+        if layout is not None:
+            sfdisk = ("sfdisk",) if layout.label == "gpt" or any(p.method == "none" for p in layout.partitions) else ()
+            return (self.receiver, "zstd", "head", "dd", *sfdisk, *layout.programs())
         return (self.receiver, "zstd") if image.name.endswith(".zst") else (self.receiver,)
 
-    def save_command(self, disk: str, server_ip: str, port: int) -> str:
-        """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver.
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
+        """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver; with the disk's
+        ``layout``, the partition table's area then each partition's partclone image, compressed.
 
         The disk is zstd's standard input: given as a file name, a block
         device is "not a regular file" to zstd, which skips it."""
-        return pipeline(f"zstd -q -c -1 < {shlex.quote(disk)}",
-                        f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}")
+        send = f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}"
+        if layout is not None:
+            return pipeline(partclone.save_producer(layout, disk), f"zstd -q -c -1 | {send}")
+        return pipeline(f"zstd -q -c -1 < {shlex.quote(disk)}", send)

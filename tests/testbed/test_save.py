@@ -2,7 +2,11 @@
 the save (round trip, byte for byte); two nodes at once; failures mid-stream
 (the node's pipeline killed, the node reset, the server's disk full, Ctrl-C),
 each leaving no file under a real name, no partial file, no next-boot link;
-and bad input refused before anything is written."""
+and bad input refused before anything is written.
+
+These saves are raw (``--raw``: every byte of the disk, ``.img.zst``); the
+file-system-aware format, udpcast's default, has its own module
+(``test_save_partclone.py``)."""
 
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ def healthy(bed: Testbed) -> Iterator[None]:
 def save(bed: Testbed, cwd: Path, *args: str, command: str = "save", timeout: float = 90.0) -> Run:
     """``imaging-<command> args…`` in the server namespace, run from ``cwd``."""
     start = time.monotonic()
-    done = subprocess.run(["ip", "netns", "exec", bed.layout.server_ns, str(BIN / f"imaging-{command}"), *args],
+    raw = ["--raw"] if command == "save" else []
+    done = subprocess.run(["ip", "netns", "exec", bed.layout.server_ns, str(BIN / f"imaging-{command}"), *raw, *args],
                           env={**os.environ, "IMAGING_CONFIG": str(bed.config)}, cwd=cwd, text=True,
                           capture_output=True, timeout=timeout, check=False)
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
@@ -67,7 +72,7 @@ class Follow:
     def __init__(self, bed: Testbed, cwd: Path, *args: str) -> None:
         self.start = time.monotonic()
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / "imaging-save"), "--json", *args],
+            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / "imaging-save"), "--json", "--raw", *args],
             env={**os.environ, "IMAGING_CONFIG": str(bed.config)}, cwd=cwd, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[dict[str, Any]] = []
