@@ -22,15 +22,17 @@ from .disklayout import Layout, Partition, from_probe, parse_export, partition_d
 from .transports.base import Progress, ProgressParser
 
 MARK = "__IMAGING_PART__"
-MARK_RE = re.compile(MARK + r" (head|\d+)\s*$")
+MARK_RE = re.compile(MARK + r" (head|sync|\d+)\s*$")
 DUMP_MARK, SIZE_MARK, WHOLE_MARK = "__IMAGING_DUMP__", "__IMAGING_SIZE__", "__IMAGING_WHOLE__"
 FS_MARK, DEV_MARK = "__IMAGING_FS__", "__IMAGING_DEV__"
-OPTIONS = "-L /dev/null -B"  # no log file (the output is the log), progress without block detail
+OPTIONS = "-L /dev/null -B -f 1"  # no log file (the output is the log), progress each second without block
+# detail (-f also ends the 2 s partclone otherwise sleeps at its end)
 MAX_COMMAND = 3500  # characters: a terminal line holds 4095, the telnet session reads one line
+PARTCLONE_FAILED_RE = re.compile(r"[Pp]artclone fail")
 COMPLETED_RE = re.compile(r"Completed:\s*([\d.]+)%")
 IN_USE_RE = re.compile(r"Space in use:.*=\s*(\d+)\s+Blocks")
 BLOCK_SIZE_RE = re.compile(r"Block size:\s*(\d+)\s*Byte")
-FAILURE_RE = re.compile(r"[Pp]artclone fail|[Ee]rror exit|[Ee]rror: |No space left|Short write|I/O error"
+FAILURE_RE = re.compile(r"[Pp]artclone fail|[Ee]rror exit|[Ee]rror: |No space left|Short write|I/O error|short stream"
                         r"|sfdisk: .*(fail|error|cannot)|mkswap: .*(error|cannot)")
 
 
@@ -141,10 +143,19 @@ def save_producer(layout: Layout, disk: str) -> str:
     return _check_length("{ " + " && ".join(steps) + "; }")
 
 
+def _copy_exactly(count: int, disk: str, offset: int) -> str:
+    """Copy the next ``count`` bytes of the stream into ``disk`` at ``offset``, failing when fewer came
+    (dd says how many it copied: ``N bytes (…) copied``, in coreutils and busybox alike)."""
+    said = "/tmp/imaging-dd"
+    return (f"head -c {count} | dd of={disk} bs=1M seek={offset} oflag=seek_bytes conv=notrunc 2>{said}"
+            f" && {{ grep -q '^{count} bytes' {said} || {{ echo 'short stream: fewer than {count} bytes came' >&2;"
+            " false; }; }")
+
+
 def _restore_partition(part: Partition, disk: str) -> str:
     d = shlex.quote(disk)
     if part.method == "partclone.dd":
-        return f"head -c {part.size} | dd of={d} bs=1M seek={part.start} oflag=seek_bytes conv=notrunc 2>/dev/null"
+        return _copy_exactly(part.size, d, part.start)
     if part.method == "swap":
         tmp = "/tmp/imaging-swap"
         names = "".join(f" {flag} {shlex.quote(value)}" for flag, value in (("-U", part.uuid), ("-L", part.label))
@@ -160,7 +171,7 @@ def restore_consumer(layout: Layout, disk: str) -> str:
     d = shlex.quote(disk)
     steps = []
     if layout.label != "none":
-        steps += [mark("head"), f"head -c {layout.head} | dd of={d} bs=1M conv=notrunc 2>/dev/null"]
+        steps += [mark("head"), _copy_exactly(layout.head, d, 0)]
         if layout.label == "gpt":  # the backup table at this disk's own end, the primary pointing at it
             steps.append(f"sfdisk --relocate gpt-bak-std {d} >/dev/null 2>&1")
         elif any(p.method == "none" for p in layout.partitions):  # logical partitions: their boot records
@@ -171,7 +182,9 @@ def restore_consumer(layout: Layout, disk: str) -> str:
         if part.method == "none":
             continue
         steps += [mark(str(part.number)), _restore_partition(part, disk)]
-    steps.append("sync")
+    # the write-back of what is cached may take long on a slow disk: said each second, it is progress
+    steps += [mark("sync"), f"{{ sync & p=$!; while kill -0 $p 2>/dev/null; do sleep 1; {mark('sync')}; done;"
+                            " wait $p; }"]
     return _check_length("{ " + " && ".join(steps) + "; }")
 
 
@@ -190,6 +203,7 @@ class Steps:
         self.block_size: int | None = None
         self.in_use: int | None = None
         self.failure: str | None = None
+        self.last = ""  # the last line that was not progress: the reason of a failure that follows
 
     def where(self) -> str:
         """The step running, for messages: ``partition 2 (ext4, /dev/sda2)`` or ``the partition table``."""
@@ -197,6 +211,8 @@ class Steps:
             return "before the partition table"
         if self.current == "head":
             return "the partition table and boot area"
+        if self.current == "sync":
+            return "the disk's write-back (sync)"
         number = int(self.current)
         part = next((p for p in self.layout.partitions if p.number == number), None)
         return part.describe() if part else f"partition {number}"
@@ -223,7 +239,12 @@ class Steps:
             self.block_size = int(found.group(1))
             self._used_known()
         elif FAILURE_RE.search(line) and self.failure is None:
-            self.failure = f"{line.strip()} ({self.where()})"
+            said = line.strip()
+            if PARTCLONE_FAILED_RE.search(said):  # "please check <its log>": what it said before is the reason
+                said = f"partclone failed{': ' + self.last if self.last else ''}"
+            self.failure = f"{said} ({self.where()})"
+        elif line.strip() and not line.startswith(("Elapsed:", "current block:", "Partclone v")):
+            self.last = line.strip()
         return None
 
     def percent(self) -> float:

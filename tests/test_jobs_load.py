@@ -4,29 +4,36 @@ in-process fakes of tests/fakes.py (cards, telnet, sender); no root, no network,
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imaging.config import Config
+from imaging.disklayout import Layout
 from imaging.events import NodeResult
 from imaging.images import Image
 from imaging.inventory import Inventory
 from imaging.jobs.load import LoadPlan, load
+from imaging.partclone import restore_weights
 from imaging.settings import load_plan, next_boot
 from imaging.transports.udpcast import Udpcast
+from imaging.units import human_size
 from tests.fakes import (
     DISK,
     FAST_BOOT,
     IMAGING_OS,
     FakeNode,
     FakeTestbed,
+    fs_uuid,
     in_order,
     job_state,
+    layout_image,
     links_left,
     make_bed,
     make_node,
+    standard_layout,
 )
 
 MIB = 2**20
@@ -265,3 +272,143 @@ async def test_a_receiver_is_judged_by_its_progress_not_by_the_sender_s_end(
     assert not results[3].ok
     assert "made no progress for 0.2s ([nodes] stall_timeout)" in results[3].detail, results[3].detail
     assert results[3].seconds < 2
+
+
+# -- file-system-aware loads (.ptcl.zst): one pipe, each partition restored at its offset ------------------------
+@pytest.fixture
+def source_disk() -> bytes:
+    """The disk a layout image was saved from: 1 MiB of random bytes, partitioned as :func:`standard_layout`."""
+    return os.urandom(1 << 20)
+
+
+@pytest.fixture
+def recorded() -> Layout:
+    """The layout a save of :func:`standard_layout` records (the table's area, the used bytes partclone said)."""
+    layout = standard_layout()
+    return replace(layout, head=32 * 1024, table="label: gpt\n")
+
+
+@pytest.fixture
+def layout_img(tmp_path: Path, recorded: Layout, source_disk: bytes) -> Image:
+    """A ``.ptcl.zst`` of ``source_disk``: FAT (64 KiB used), ext4 (128 KiB used), swap, 64 KiB raw."""
+    return layout_image(tmp_path / "images" / "ubuntu.ptcl.zst", recorded, source_disk)
+
+
+def restored(fake: FakeNode, layout: Layout, source: bytes) -> bool:
+    """Does the node's disk hold the image's table area and each partition's used bytes at its place?"""
+    disk = bytes(fake.disk)
+    return disk[:layout.head] == source[:layout.head] and all(
+        disk[p.start:p.start + p.used] == source[p.start:p.start + p.used] for p in layout.partitions if p.used)
+
+
+def step_percents(layout: Layout) -> set[float]:
+    """Every percent the restore's steps can show: at each step's start and at each partclone progress line
+    (the fake prints 25, 50, 75 and 100 %), each step weighted by the bytes it writes."""
+    weights = restore_weights(layout)
+    total = sum(weights.values())
+    values, done = {0.0}, 0
+    for step, weight in weights.items():
+        values.add(round(100 * done / total, 6))
+        if step != "head" and next(p for p in layout.partitions if str(p.number) == step).method != "partclone.dd":
+            values.update(round(100 * (done + weight * k / 4) / total, 6) for k in range(1, 5))
+        done += weight
+    return values | {round(100 * done / total, 6)}
+
+
+async def test_a_layout_load_restores_each_partition_at_its_offset_with_progress_from_its_steps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image, recorded: Layout,
+        source_disk: bytes) -> None:
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2))
+    results, left = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert {n: (r.ok, r.detail) for n, r in results.items()} == {n: (True, "loaded ubuntu.ptcl.zst") for n in (1, 2)}
+    for fake in bed.nodes.values():
+        assert restored(fake, recorded, source_disk), fake.host
+        swap = bytes(fake.disk[736 * 1024:740 * 1024])
+        assert swap[-10:] == b"SWAPSPACE2" and swap[1036:1052] == uuid.UUID(fs_uuid("swap", 3)).bytes
+        assert ("sfdisk", fake.host, "relocate") in bed.timeline  # the backup GPT at this disk's end
+        assert in_order(bed.of(fake.host), ("boot", IMAGING_OS), ("receiver", "no link"), ("boot", DISK),
+                        ("phase", "done"))
+        receiving = [e for e in bed.events if e.node == fake.host and e.phase == "receiving"]
+        percents = [e.percent for e in receiving if e.percent is not None]
+        # the percent is the restore's (each partition weighted by what it writes), not the bytes received
+        assert percents == sorted(percents) and len(percents) >= 6
+        assert {round(p, 6) for p in percents} <= step_percents(recorded), percents
+        messages = {e.message for e in receiving}
+        assert {"writing partition 1 (vfat, /dev/sda1)", "writing partition 2 (ext4, /dev/sda2)"} <= messages
+        log = (tmp_path / "logs" / f"{fake.host}.log").read_text()
+        assert "__IMAGING_PART__ 2\n" in log and "Transfer complete." in log and log.endswith("exit status 0\n")
+    [sender] = bed.senders
+    assert sender.option("--file") == str(layout_img.path) and sender.min_receivers == 2
+    assert left == []
+
+
+async def test_a_layout_load_checks_the_disk_against_the_layout_s_needed_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image, recorded: Layout) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.disk_size = 512 * 1024  # holds the image's data (288 KiB), not its partitions (up to 864 KiB)
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert recorded.needed == 880 * 1024 + 512 and recorded.used < fit02.disk_size
+    assert results[1].ok
+    assert results[2].detail.startswith(f"disk too small: fit02 has {human_size(512 * 1024)}, the image needs"
+                                        f" {human_size(recorded.needed)}"), results[2].detail
+    assert not [entry for entry in bed.timeline if entry[:2] == ("receiver", "fit02")]
+    assert bed.senders[0].min_receivers == 1
+
+
+async def test_a_receiver_killed_inside_partition_2_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image, recorded: Layout,
+        source_disk: bytes) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.receiver_exit, fit02.fail_in = 137, 2  # udp-receiver killed while the ext4 is being written
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, left = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert results[1].ok and restored(fit01, recorded, source_disk)
+    assert ("receiver-killed", "fit02", "2") in bed.timeline
+    detail = results[2].detail
+    assert not results[2].ok and "partition 2 (ext4, /dev/sda2)" in detail, detail
+    assert f"(log {tmp_path / 'logs' / 'fit02.log'})" in detail
+    assert fit02.boots == [IMAGING_OS, DISK] and left == []
+
+
+async def test_a_restore_failing_inside_partition_2_names_it_and_what_partclone_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.fail_in, fit02.fail_reason = 2, "No space left on device"
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert results[1].ok
+    detail = results[2].detail
+    assert not results[2].ok and "No space left on device" in detail and "partition 2 (ext4, /dev/sda2)" in detail
+    assert ("restore-failed", "fit02", "2") in bed.timeline
+
+
+async def test_a_layout_load_is_judged_by_the_restore_s_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image, recorded: Layout,
+        source_disk: bytes) -> None:
+    """A restore that goes on writing for 5 stall timeouts after the last byte came succeeds; one that stops
+    printing inside partition 2 fails after stall_timeout, naming the partition, and alone."""
+    fit01, fit02, fit03 = fakes(1, 2, 3)
+    fit02.write_tail = 1.0
+    fit03.hangs, fit03.fail_in = True, 2
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02, fit03])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert results[1].ok and results[2].ok, results
+    assert restored(fit02, recorded, source_disk)
+    assert ("hung", "fit03", "2") in bed.timeline
+    detail = results[3].detail
+    assert not results[3].ok
+    assert "made no progress for 0.2s ([nodes] stall_timeout)" in detail, detail
+    assert "while writing partition 2 (ext4, /dev/sda2)" in detail, detail
+    assert results[3].seconds < 2
+
+
+async def test_a_layout_load_names_a_missing_restore_program_before_the_sender_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout_img: Image) -> None:
+    fit01, fit02 = fakes(1, 2)
+    fit02.missing = ("mkswap",)
+    bed = bed_for(tmp_path, monkeypatch, [fit01, fit02])
+    results, _ = await run_load(bed, plan_for(tmp_path, bed, layout_img))
+    assert results[1].ok
+    assert not results[2].ok and "has no mkswap" in results[2].detail
+    assert not [entry for entry in bed.timeline if entry[:2] == ("receiver", "fit02")]

@@ -8,15 +8,38 @@ import contextlib
 import hashlib
 import os
 import socket
+import subprocess
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from imaging.disklayout import check_image, read_layout, trailer
 from imaging.events import NodeResult
+from imaging.images import Image
+from imaging.jobs.load import LoadPlan, load
 from imaging.jobs.save import SavePlan, save, stamp_command, stamp_line
 from imaging.transports.udpcast import Udpcast
-from tests.fakes import DISK, FAST_BOOT, IMAGING_OS, FakeNode, FakeTestbed, in_order, job_state, make_bed, make_node
+from imaging.units import human_size
+from tests.fakes import (
+    DISK,
+    FAST_BOOT,
+    IMAGING_OS,
+    PXE_FILE,
+    FakeNode,
+    FakeTestbed,
+    disk_layout,
+    fs_uuid,
+    in_order,
+    job_state,
+    links_left,
+    make_bed,
+    make_node,
+    payload,
+    standard_layout,
+    unzstd,
+)
 
 SIZE = 2
 
@@ -156,3 +179,155 @@ async def test_the_stamp_is_written_before_the_disk_is_read(tmp_path: Path, monk
     saved = target(tmp_path, "fit01").read_bytes()
     assert saved == before + line.encode() + b"\n"  # the saved image holds the stamp, word for word
     assert published(tmp_path, fit01)
+
+
+# -- file-system-aware saves (.ptcl.zst): the layout probed, partclone per partition, the layout trailer --------
+def layout_target(tmp_path: Path, host: str) -> Path:
+    """Where the file-system-aware save of ``host`` is published."""
+    return tmp_path / "saves" / f"saving__{host}__2026-01-01@00-00__base.ptcl.zst"
+
+
+def layout_fakes(*numbers: int) -> list[FakeNode]:
+    """Nodes with 1 MiB disks of random bytes partitioned as :func:`standard_layout` (FAT, ext4, swap, raw)."""
+    return [FakeNode(make_node(n), bytearray(os.urandom(1 << 20)), layout=standard_layout()) for n in numbers]
+
+
+async def run_layout_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: list[FakeNode],
+                          **changes: object) -> tuple[FakeTestbed, dict[int, NodeResult]]:
+    """Save ``nodes`` into ``.ptcl.zst`` targets (imaging-save's default format)."""
+    targets = {fake.node.number: layout_target(tmp_path, fake.host) for fake in nodes}
+    return await run_save(tmp_path, monkeypatch, nodes, False, targets=targets, **changes)
+
+
+def sidecar_matches(path: Path) -> bool:
+    """The sha256 sidecar holds the digest of the whole file, its layout trailer included."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return path.with_name(path.name + ".sha256").read_text() == f"{digest}  {path.name}\n"
+
+
+async def test_a_layout_save_publishes_each_partition_by_partclone_and_the_used_bytes_in_its_trailer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit01, fit02 = layout_fakes(1, 2)
+    fit02.layout = disk_layout(1 << 20, ("ext4", 64 * 1024, 256 * 1024, 40 * 4096), ("vfat", 320 * 1024, 128 * 1024,
+                               4096), label="dos")
+    bed, results = await run_layout_save(tmp_path, monkeypatch, [fit01, fit02])
+    for fake in (fit01, fit02):
+        assert fake.layout is not None
+        path = layout_target(tmp_path, fake.host)
+        result = results[fake.node.number]
+        assert result.ok, result.detail
+        recorded = read_layout(path)
+        # what sfdisk and blkid said of each partition, with the bytes partclone said it uses (not their sizes)
+        assert recorded.partitions == fake.layout.partitions
+        assert (recorded.label, recorded.disk_size, recorded.sector_size) == (fake.layout.label, 1 << 20, 512)
+        assert recorded.head == fake.layout.partitions[0].start  # the table's area: up to the first partition
+        assert recorded.table.startswith(f"label: {fake.layout.label}\n") and "/dev/sda" not in recorded.table
+        assert sidecar_matches(path)
+        # the image: the table's area, then each saved partition's partclone image, in order; read by the real zstd
+        content = subprocess.run(["zstd", "-d", "-c", str(path)], capture_output=True, check=True).stdout
+        assert content == payload(recorded, bytes(fake.disk))
+        assert check_image(path).size == recorded.needed
+        assert path.read_bytes().endswith(trailer(recorded))
+        assert result.detail == (f"saved {path.name} ({human_size(path.stat().st_size)},"
+                                 f" {human_size(recorded.used)} of data, sha256"
+                                 f" {hashlib.sha256(path.read_bytes()).hexdigest()[:12]})")
+        assert fake.boots == [IMAGING_OS, DISK]
+        assert in_order(bed.of(fake.host), ("probe", "table"), ("probe", "file systems"), ("save", "no link"),
+                        ("boot", DISK), ("phase", "done")), bed.of(fake.host)
+    assert [p.used for p in read_layout(layout_target(tmp_path, "fit01")).partitions] == [64 * 1024, 128 * 1024,
+                                                                                         None, 64 * 1024]
+    saving = [e.percent for e in bed.events if e.node == "fit01" and e.phase == "saving" and e.percent]
+    assert saving == sorted(saving) and all(0 < p <= 99 for p in saving)  # how far partclone got
+    assert saved_files(tmp_path) == {layout_target(tmp_path, h).name + ext for h in ("fit01", "fit02")
+                                     for ext in ("", ".sha256")}
+
+
+async def test_a_blank_disk_is_saved_whole_by_partclone_dd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    [fit01] = fakes(1)  # 256 KiB, no table, no file system
+    _, results = await run_layout_save(tmp_path, monkeypatch, [fit01])
+    path = layout_target(tmp_path, "fit01")
+    assert results[1].ok, results[1].detail
+    recorded = read_layout(path)
+    assert recorded.label == "none" and [(p.number, p.method, p.device, p.used) for p in recorded.partitions] == [
+        (0, "partclone.dd", "/dev/sda", 256 * 1024)]
+    assert unzstd(path.read_bytes()) == bytes(fit01.disk) and sidecar_matches(path)
+
+
+async def test_a_partition_without_its_device_fails_the_node_before_anything_is_streamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit01, fit02 = layout_fakes(1, 2)
+    fit02.hidden = (2,)  # its imaging OS shows no /dev/sda2
+    bed, results = await run_layout_save(tmp_path, monkeypatch, [fit01, fit02])
+    assert results[1].ok
+    assert not results[2].ok
+    assert results[2].detail.startswith("fit02's imaging OS shows no device /dev/sda2 for partition 2 (ext4,"
+                                        " /dev/sda2): partclone reads a partition from its device; save with --raw")
+    assert ("save", "fit02", "no link") not in bed.timeline  # nothing was streamed
+    assert ("probe", "fit02", "file systems") in bed.timeline
+    assert saved_files(tmp_path) == {layout_target(tmp_path, "fit01").name, layout_target(tmp_path, "fit01").name
+                                     + ".sha256"}
+    assert links_left(bed) == [] and fit02.boots == [IMAGING_OS, DISK]
+
+
+@pytest.mark.parametrize(("fail_exit", "said"), [(1, "read ERROR:Input/output error"), (137, "")])
+async def test_a_save_failing_inside_partition_2_names_it_and_publishes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_exit: int, said: str) -> None:
+    fit01, fit02 = layout_fakes(1, 2)
+    fit02.fail_in, fit02.fail_exit = 2, fail_exit  # partclone.ext4 fails (or is killed) half-way through /dev/sda2
+    bed, results = await run_layout_save(tmp_path, monkeypatch, [fit01, fit02])
+    assert results[1].ok
+    detail = results[2].detail
+    assert not results[2].ok
+    assert detail.startswith("the save pipeline on the node failed (exit 1) while reading partition 2 (ext4,"
+                             " /dev/sda2)"), detail
+    assert said in detail
+    assert ("save-failed", "fit02", "2") in bed.timeline
+    name = layout_target(tmp_path, "fit01").name
+    assert saved_files(tmp_path) == {name, name + ".sha256"}  # the stream ended cleanly; nothing published all the same
+    assert links_left(bed) == []
+
+
+async def test_a_missing_partclone_program_is_named_before_streaming(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit01, fit02 = layout_fakes(1, 2)
+    fit02.missing = ("partclone.ext4",)
+    bed, results = await run_layout_save(tmp_path, monkeypatch, [fit01, fit02])
+    assert results[1].ok
+    assert results[2].detail.startswith("the imaging OS of fit02 has no partclone.ext4: install it there, or set its"
+                                        " path in [udpcast]"), results[2].detail
+    assert in_order(bed.of("fit02"), ("probe", "file systems"), ("phase", "failed"))
+    assert ("save", "fit02", "no link") not in bed.timeline
+    assert not [p for p in (tmp_path / "saves").iterdir() if "fit02" in p.name]
+
+
+async def test_a_layout_image_saved_from_one_node_loads_onto_another(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The save's producer and the load's restore agree: each partition's data lands at its place, the swap
+    is recreated with its UUID and label, the table's area is copied; the free space is not written."""
+    [fit01] = layout_fakes(1)
+    _, results = await run_layout_save(tmp_path, monkeypatch, [fit01])
+    assert results[1].ok
+    path = layout_target(tmp_path, "fit01")
+    blank = FakeNode(make_node(2), bytearray(1 << 20))
+    bed = FakeTestbed(tmp_path / "pxelinux.cfg", PXE_FILE, [blank])
+    bed.install(monkeypatch)
+    image = Image(path, ".ptcl.zst", path.stat().st_size, path.stat().st_mtime)
+    plan = LoadPlan(nodes=[blank.node], image=image, transport=Udpcast(), server_ip="127.0.0.1", bandwidth={2: 500},
+                    disk={2: "/dev/sda"}, timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80,
+                    boot=FAST_BOOT, stall_timeout=0.5, pattern_multicast="234.5.6.*", pattern_port="10000 + *",
+                    pattern_size=8, lock_dir=tmp_path / "locks", log_dir=tmp_path / "logs")
+    state = job_state(bed)
+    try:
+        [result] = await load(plan, state, bed.emit)
+    finally:
+        state.cleanup()
+    assert result.ok, result.detail
+    source, copy = bytes(fit01.disk), bytes(blank.disk)
+    assert copy[:32 * 1024] == source[:32 * 1024]
+    for part in read_layout(path).partitions:
+        if part.used is not None:
+            assert copy[part.start:part.start + part.used] == source[part.start:part.start + part.used], part
+            assert copy[part.start + part.used:part.start + part.size] == bytes(part.size - part.used), part
+    swap = copy[736 * 1024:740 * 1024]
+    assert swap[-10:] == b"SWAPSPACE2" and swap[1036:1052] == uuid.UUID(fs_uuid("swap", 3)).bytes
+    assert swap[1052:1056] == b"swap"

@@ -190,7 +190,7 @@ def test_save_and_restore_round_trip(tmp_path: Path, loop_disk: tuple[Path, str]
     steps = partclone.Steps(recorded, partclone.restore_weights(recorded))
     for line in lines(restored.stderr):
         steps.feed(line)
-    assert steps.failure is None and steps.percent() == 100.0 and steps.current == "3"
+    assert steps.failure is None and steps.percent() == 100.0 and steps.current == "sync"
 
     def dump(disk: Path) -> str:
         text = subprocess.run(["sfdisk", "--dump", str(disk)], capture_output=True, text=True, check=True).stdout
@@ -251,3 +251,50 @@ def test_udpcast_commands_for_a_layout() -> None:
     assert parser.steps.percent() == pytest.approx(100 * 3.5 / 6)
     parser.feed("No space left on device")
     assert parser.failure is not None and "partition 1 (ext4, /dev/sda1)" in parser.failure
+
+
+def test_logical_partitions_round_trip(tmp_path: Path, files: Path) -> None:
+    """An MBR with an extended partition: the logical partitions' boot records, inside the extended one,
+    come back from the table (sfdisk), their file systems from partclone, at their offsets."""
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists():
+        pytest.skip("a loop device needs root and /dev/loop-control")
+    disk = tmp_path / "dos"
+    disk.touch()
+    os.truncate(disk, 96 * MIB)
+    script = "label: dos\nsize=40M, type=83\ntype=5\nsize=24M, type=c\nsize=8M, type=82\n"
+    subprocess.run(["sfdisk", "-q", str(disk)], input=script.encode(), check=True)
+    table = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True).stdout
+    starts = {int(p["node"][-1]): int(p["start"]) * 512 for p in __import__("json").loads(table)["partitiontable"]
+              ["partitions"]}
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(files), "-E", f"offset={starts[1]}", str(disk), "40M"],
+                   check=True)
+    subprocess.run(["mkfs.vfat", "--offset", str(starts[5] // 512), str(disk), str(24 * 1024)], check=True,
+                   capture_output=True)
+    loop = subprocess.run(["losetup", "-f", "--show", "-P", str(disk)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    try:
+        subprocess.run(["partx", "-a", loop], check=False, capture_output=True)
+        layout, devices = probe(loop)
+        assert [(p.number, p.method) for p in layout.partitions] == [
+            (1, "partclone.ext4"), (2, "none"), (5, "partclone.vfat"), (6, "partclone.dd")]
+        assert {1, 5, 6} <= devices
+        saved = sh(partclone.save_producer(layout, loop) + " | zstd -q -1")
+        assert saved.returncode == 0, saved.stderr[-500:]
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+    target = tmp_path / "target"
+    target.touch()
+    os.truncate(target, 96 * MIB)
+    restored = sh("zstd -d -q | " + partclone.restore_consumer(layout, str(target)), saved.stdout)
+    assert restored.returncode == 0, restored.stderr[-800:]
+
+    def dump(path: Path) -> str:
+        text = subprocess.run(["sfdisk", "--dump", str(path)], capture_output=True, text=True, check=True).stdout
+        return disklayout.strip_devices(text)
+
+    assert dump(target) == dump(disk) and "5 : start=" in dump(target)
+    assert subprocess.run(["e2fsck", "-fn", f"{target}?offset={starts[1]}"], capture_output=True).returncode == 0
+    with open(disk, "rb") as a, open(target, "rb") as b:
+        a.seek(starts[5])
+        b.seek(starts[5])
+        assert a.read(24 * MIB) == b.read(24 * MIB)  # the FAT, every block of it here

@@ -206,3 +206,12 @@ def test_zstd_declared_size(tmp_path: Path, size: int) -> None:
     (tmp_path / "junk.img.zst").write_bytes(b"not zstd at all")
     with pytest.raises(ImageError, match="is not a zstd file"):
         decompressed_size(tmp_path / "junk.img.zst")
+
+
+def test_a_raw_save_states_the_disk_size_in_the_frame() -> None:
+    """zstd --stream-size puts the disk's size in the frame header: a load of the save can tell the percent
+    of the disk written, not only of the image received (which ends long before the disk is written)."""
+    from imaging.transports.udpcast import Udpcast
+    command = Udpcast().save_command("/dev/sda", "10.0.0.1", 1, None, 4096)
+    assert "zstd -q -c -1 --stream-size=4096 < /dev/sda" in command
+    assert "--stream-size" not in Udpcast().save_command("/dev/sda", "10.0.0.1", 1)

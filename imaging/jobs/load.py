@@ -123,8 +123,16 @@ class Session:
                     last = progress.percent
                     self._phase(node, "receiving", progress.percent, progress.message)
 
-            status = await self._watching(telnet.run(node.control.ip, command, plan.boot.telnet, on_line), parser,
-                                           log_path)
+            try:
+                status = await self._watching(telnet.run(node.control.ip, command, plan.boot.telnet, on_line),
+                                               parser, log_path)
+            except NodeFailure as exc:  # the session broke, or the receiver stalled: say where the restore was
+                if parser.steps is None or parser.steps.current is None:
+                    raise
+                message, log_note = exc.message, ""
+                if message.endswith(")") and " (log " in message:  # the log stays last
+                    message, log_note = message.rsplit(" (log ", 1)[0], " (log " + message.rsplit(" (log ", 1)[1]
+                raise NodeFailure(f"{message} while writing {parser.steps.where()}{log_note}") from None
             output.write(f"exit status {status}\n")
         where = f" while writing {parser.steps.where()}" if parser.steps is not None else ""
         if parser.failure:

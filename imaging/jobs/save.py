@@ -128,7 +128,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
     await receiver.start()
     try:
         emit(Event(node.hostname, "saving", 0.0))
-        command = plan.transport.save_command(disk, plan.server_ip, port, layout)
+        command = plan.transport.save_command(disk, plan.server_ip, port, layout, size)
         output: list[str] = []
 
         def on_line(line: str) -> None:
@@ -136,10 +136,15 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
             if parser is not None:
                 parser.feed(line)
 
-        status = await telnet.run(node.control.ip, command, plan.boot.telnet, on_line)
+        try:
+            status = await telnet.run(node.control.ip, command, plan.boot.telnet, on_line)
+        except NodeFailure as exc:  # the session broke (a reset, a crash): say where the save was
+            if parser is None or parser.steps is None:
+                raise
+            raise NodeFailure(f"{exc.message} while reading {parser.steps.where()}") from None
+        where = f" while reading {parser.steps.where()}" if parser is not None and parser.steps else ""
         if status != 0 or (parser is not None and parser.failure):
             said = "; ".join(line.strip() for line in output[-3:] if "__IMAGING_" not in line)
-            where = f" while reading {parser.steps.where()}" if parser is not None and parser.steps else ""
             raise NodeFailure(f"the save pipeline on the node failed (exit {status}){where}"
                               f"{': ' + said if said else ''}")
         try:

@@ -111,9 +111,10 @@ class Transport(ABC):
         ``content_size`` what it expands to on the disk, when known."""
 
     @abstractmethod
-    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
+                     disk_size: int | None = None) -> str:
         """The shell command run on the node to stream ``disk`` to server_ip:port (file-system-aware when
-        given the disk's ``layout``)."""
+        given the disk's ``layout``; ``disk_size``, when known, is recorded where the format can say it)."""
 
     def save_parser(self, layout: Layout) -> ProgressParser | None:
         """A parser of a file-system-aware save's output (None: the transport saves raw disks only)."""

@@ -166,7 +166,8 @@ class Frisbee(Transport):
         """The frisbee client to load; imagezip and netcat to save."""
         return (self.client,) if image is not None else (self.imagezip, self.netcat)
 
-    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
+                     disk_size: int | None = None) -> str:
         """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
         return pipeline(f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} -",
                         f"{shlex.quote(self.netcat)} {shlex.quote(server_ip)} {port}")

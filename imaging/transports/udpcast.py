@@ -219,7 +219,8 @@ class Udpcast(Transport):
             return (self.receiver, "zstd", "head", "dd", *sfdisk, *layout.programs())
         return (self.receiver, "zstd") if image.name.endswith(".zst") else (self.receiver,)
 
-    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None) -> str:
+    def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
+                     disk_size: int | None = None) -> str:
         """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver; with the disk's
         ``layout``, the partition table's area then each partition's partclone image, compressed.
 
@@ -228,4 +229,6 @@ class Udpcast(Transport):
         send = f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}"
         if layout is not None:
             return pipeline(partclone.save_producer(layout, disk), f"zstd -q -c -1 | {send}")
-        return pipeline(f"zstd -q -c -1 < {shlex.quote(disk)}", send)
+        # the size in the frame header: a load can then tell the percent of the disk written
+        size = f" --stream-size={disk_size}" if disk_size else ""
+        return pipeline(f"zstd -q -c -1{size} < {shlex.quote(disk)}", send)
