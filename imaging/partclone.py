@@ -25,6 +25,7 @@ MARK = "__IMAGING_PART__"
 MARK_RE = re.compile(MARK + r" (head|sync|\d+)\s*$")
 DUMP_MARK, SIZE_MARK, WHOLE_MARK = "__IMAGING_DUMP__", "__IMAGING_SIZE__", "__IMAGING_WHOLE__"
 FS_MARK, DEV_MARK = "__IMAGING_FS__", "__IMAGING_DEV__"
+FS_RE, DEV_RE = re.compile(FS_MARK + r" (\d+)$"), re.compile(DEV_MARK + r" (\d+)$")
 OPTIONS = "-L /dev/null -B -f 1"  # no log file (the output is the log), progress each second without block
 # detail (-f also ends the 2 s partclone otherwise sleeps at its end)
 MAX_COMMAND = 3500  # characters: a terminal line holds 4095, the telnet session reads one line
@@ -62,12 +63,21 @@ def split_table_probe(lines: Iterable[str]) -> tuple[str, str, int | None]:
     section = 0
     for line in lines:
         stripped = line.strip()
-        if stripped in (DUMP_MARK, WHOLE_MARK, SIZE_MARK):
-            section = (DUMP_MARK, WHOLE_MARK, SIZE_MARK).index(stripped) + 1
+        marker = next((m for m in (DUMP_MARK, WHOLE_MARK, SIZE_MARK) if stripped.endswith(m)), None)
+        if marker is not None:
+            section = (DUMP_MARK, WHOLE_MARK, SIZE_MARK).index(marker) + 1
         else:
             parts[section].append(line)
     sizes = [int(x) for x in "".join(parts[3]).split() if x.isdigit()]
     whole = parse_export(parts[2])
+    # what a telnet server says before the shell (its banner) may come first: the JSON starts at "{"
+    # (and a shell's prompt before the first line: "# {"): the JSON starts at the first "{"
+    first = next((i for i, line in enumerate(parts[0]) if "{" in line), len(parts[0]))
+    parts[0] = parts[0][first:]
+    if parts[0]:
+        parts[0][0] = parts[0][0][parts[0][0].index("{"):]
+    dump = next((i for i, line in enumerate(parts[1]) if line.startswith("label:")), len(parts[1]))
+    parts[1] = parts[1][dump:]
     if whole.get("TYPE") and not whole.get("PTTYPE"):
         return "", "", sizes[-1] if sizes else None
     return "\n".join(parts[0]), "\n".join(parts[1]), sizes[-1] if sizes else None
@@ -100,11 +110,11 @@ def split_fs_probe(lines: Iterable[str]) -> tuple[dict[int, dict[str, str]], set
     current: int | None = None
     for line in lines:
         stripped = line.strip()
-        if stripped.startswith(FS_MARK + " "):
-            current = int(stripped.split()[1])
+        if marked := FS_RE.search(stripped):  # searched: a shell's prompt may precede the first line
+            current = int(marked.group(1))
             found[current] = []
-        elif stripped.startswith(DEV_MARK + " "):
-            devices.add(int(stripped.split()[1]))
+        elif marked := DEV_RE.search(stripped):
+            devices.add(int(marked.group(1)))
         elif current is not None:
             found[current].append(stripped)
     return {n: parse_export(v) for n, v in found.items()}, devices

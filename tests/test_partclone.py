@@ -298,3 +298,18 @@ def test_logical_partitions_round_trip(tmp_path: Path, files: Path) -> None:
         a.seek(starts[5])
         b.seek(starts[5])
         assert a.read(24 * MIB) == b.read(24 * MIB)  # the FAT, every block of it here
+
+
+def test_probe_answers_read_through_a_banner_and_a_prompt() -> None:
+    """busybox telnetd says its banner, and dash its prompt ("# ") before the first line of output:
+    both were taken for sfdisk's JSON and for a marker (a partition lost its file system)."""
+    table = ["Debian GNU/Linux 12", "", '# {"partitiontable": {"label": "dos", "sectorsize": 512, "partitions": [',
+             '{"node": "/dev/sda1", "start": 2048, "size": 2048, "type": "83"}]}}', partclone.DUMP_MARK,
+             "label: dos", "", "/dev/sda1 : start=2048, size=2048, type=83", partclone.WHOLE_MARK, "PTTYPE=dos",
+             partclone.SIZE_MARK, "4194304"]
+    sfdisk_json, dump, size = partclone.split_table_probe(table)
+    assert size == 4194304 and dump.startswith("label: dos")
+    filesystems, devices = partclone.split_fs_probe(["Debian GNU/Linux 12", f"# {partclone.FS_MARK} 1", "TYPE=ext4",
+                                                     f"{partclone.DEV_MARK} 1"])
+    layout = partclone.layout_from(sfdisk_json, dump, size, "/dev/sda", filesystems)
+    assert [(p.number, p.fs, p.start) for p in layout.partitions] == [(1, "ext4", 1 << 20)] and devices == {1}

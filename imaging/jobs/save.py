@@ -121,7 +121,8 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
             return
         shown[:] = [now, percent if percent is not None else shown[1]]
         rate = count / max(now - started, 1e-3)
-        emit(Event(node.hostname, "saving", percent, f"{human_size(count)} at {human_size(rate)}/s"))
+        doing = f"reading {parser.steps.where()}: " if parser is not None and parser.steps is not None else ""
+        emit(Event(node.hostname, "saving", percent, f"{doing}{human_size(count)} at {human_size(rate)}/s"))
 
     receiver = SaveReceiver(target, plan.server_ip, port, node.control.ip, progress)
     state.receivers.append(receiver)

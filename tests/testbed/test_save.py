@@ -55,11 +55,13 @@ def healthy(bed: Testbed) -> Iterator[None]:
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def save(bed: Testbed, cwd: Path, *args: str, command: str = "save", timeout: float = 90.0) -> Run:
-    """``imaging-<command> args…`` in the server namespace, run from ``cwd``."""
+def save(bed: Testbed, cwd: Path, *args: str, command: str = "save", timeout: float = 90.0, raw: bool = True) -> Run:
+    """``imaging-<command> args…`` in the server namespace, run from ``cwd`` (a save with ``--raw``
+    unless ``raw`` is false)."""
     start = time.monotonic()
-    raw = ["--raw"] if command == "save" else []
-    done = subprocess.run(["ip", "netns", "exec", bed.layout.server_ns, str(BIN / f"imaging-{command}"), *raw, *args],
+    options = ["--raw"] if command == "save" and raw else []
+    argv = ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / f"imaging-{command}"), *options, *args]
+    done = subprocess.run(argv,
                           env={**os.environ, "IMAGING_CONFIG": str(bed.config)}, cwd=cwd, text=True,
                           capture_output=True, timeout=timeout, check=False)
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
@@ -69,10 +71,11 @@ class Follow:
     """``imaging-save --json`` started from ``cwd``; its events read by a thread (so the
     product never blocks on a full pipe while the test strikes)."""
 
-    def __init__(self, bed: Testbed, cwd: Path, *args: str) -> None:
+    def __init__(self, bed: Testbed, cwd: Path, *args: str, raw: bool = True) -> None:
         self.start = time.monotonic()
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / "imaging-save"), "--json", "--raw", *args],
+            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / "imaging-save"), "--json",
+             *(["--raw"] if raw else []), *args],
             env={**os.environ, "IMAGING_CONFIG": str(bed.config)}, cwd=cwd, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[dict[str, Any]] = []
