@@ -1,11 +1,14 @@
 """Small test disk images, made without root or loop devices.
 
-An image is a FAT file system (``mkfs.vfat -C``) holding ``/etc/imaging-image``
-with an identity line ``imaging-test-image <name> <random id>`` (``mcopy``
-puts it there), padded with zeros to the wanted size.  An emulated node
-reads that line back with ``mtype`` to know which OS its disk holds.
-Images can be raw (``.img``) or zstd-compressed (``.img.zst``); made
-images are cached by name and size.
+An image holds ``/etc/imaging-image`` with an identity line
+``imaging-test-image <name> <random id>``.  It is either a FAT file system
+(``mkfs.vfat -C``, a "superfloppy": no partition table) padded with zeros
+to the wanted size, ``mcopy`` putting the identity there; or, ``partitioned``,
+a disk of :mod:`.disks` (partition table, FAT, ext4 with files, swap) whose
+FAT and ext4 both hold it.  An emulated node reads that line back with
+``mtype`` to know which OS its disk holds (:func:`read_identity` finds it
+in either kind).  Images can be raw (``.img``) or zstd-compressed
+(``.img.zst``); made images are cached by name, size and kind.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import disks
+from .disks import IDENTITY_FILE as IDENTITY_FILE  # where it always was for the callers
 from .procs import run
-from .programs import MCOPY, MKFS_VFAT, MMD, MTYPE, ZSTD
+from .programs import MCOPY, MKFS_VFAT, MMD, MTYPE, SFDISK, ZSTD
 
 log = logging.getLogger(__name__)
 
-IDENTITY_FILE = "/etc/imaging-image"
 IDENTITY_PREFIX = "imaging-test-image"
 FAT_MAX_KIB = 1024  # the file system proper; the rest of the image is padding
 MIB = 1024 * 1024
@@ -86,49 +90,84 @@ async def write_fat(path: Path, size: int, identity: str, random_fill: bool = Fa
 
 
 async def read_identity(path: Path) -> str | None:
-    """The identity line of the image in ``path`` (raw), or None when it holds none."""
-    out = await run(MTYPE, "-i", str(path), f"::{IDENTITY_FILE}", check=False, env=MTOOLS_ENV)
+    """The identity line of the raw image or disk in ``path``: from the FAT that fills it (a
+    superfloppy), else from the first FAT partition that holds one; None when it holds none."""
+    line = await _identity_at(path, None)
+    if line is not None:
+        return line
+    try:
+        table = json.loads(await run(SFDISK, "--json", str(path), check=False) or "{}")
+        entries = table.get("partitiontable", {})
+        sector = int(entries.get("sectorsize", 512))
+        starts = [int(entry["start"]) * sector for entry in entries.get("partitions", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for start in starts:
+        line = await _identity_at(path, start)
+        if line is not None:
+            return line
+    return None
+
+
+async def _identity_at(path: Path, offset: int | None) -> str | None:
+    """The identity line in the FAT at byte ``offset`` of ``path`` (None: the whole file), if any."""
+    target = str(path) if offset is None else f"{path}@@{offset}"
+    out = await run(MTYPE, "-i", target, f"::{IDENTITY_FILE}", check=False, env=MTOOLS_ENV)
     line = out.strip()
     return line if line.startswith(IDENTITY_PREFIX + " ") else None
 
 
 async def make_image(name: str, directory: Path, size_mib: int = 8, compressed: bool = False,
-                     cache_dir: Path | None = None, random_fill: bool = False) -> TestImage:
+                     cache_dir: Path | None = None, random_fill: bool = False,
+                     partitioned: bool = False) -> TestImage:
     """Make ``directory/<name>.img`` (or ``.img.zst``) of ``size_mib`` MiB of disk.
 
-    The space after the file system is zeros, or random bytes with
-    ``random_fill`` (an image that does not compress, for real transfers).
+    A FAT file system then zeros, or random bytes with ``random_fill`` (an
+    image that does not compress, for real transfers).  ``partitioned``: a
+    disk of :func:`.disks.make_disk` (gpt; FAT, ext4 with 8 MiB of random
+    files, swap; at least 41 MiB) whose files derive from the identity;
+    ``random_fill`` fills its file systems' free space with deleted data.
 
-    With ``cache_dir``, an image of the same name and size made before is
-    copied from there instead (same identity and checksums).  Returns the
+    With ``cache_dir``, an image of the same name, size and kind made before
+    is copied from there instead (same identity and checksums).  Returns the
     image's path, checksums and identity.
     """
     directory.mkdir(parents=True, exist_ok=True)
     suffix = ".img.zst" if compressed else ".img"
     target = directory / f"{name}{suffix}"
     if cache_dir is not None:
-        key = f"{name}-{size_mib}M{'-random' * random_fill}{suffix}"
+        key = f"{name}-{size_mib}M{'-part' * partitioned}{'-random' * random_fill}{suffix}"
         cached = cache_dir / key
         meta = cache_dir / f"{key}.json"
         if not (cached.exists() and meta.exists()):
             cache_dir.mkdir(parents=True, exist_ok=True)
-            made = await _make(name, cache_dir, key, size_mib, compressed, random_fill)
+            made = await _make(name, cache_dir, key, size_mib, compressed, random_fill, partitioned)
             meta.write_text(json.dumps({**asdict(made), "path": str(made.path)}))
         info = json.loads(meta.read_text())
         shutil.copyfile(cached, target)
         return TestImage(**{**info, "path": target})
-    return await _make(name, directory, target.name, size_mib, compressed, random_fill)
+    return await _make(name, directory, target.name, size_mib, compressed, random_fill, partitioned)
+
+
+def disk_spec(size_mib: int, identity: str, random_fill: bool = False) -> disks.DiskSpec:
+    """The disk of a partitioned test image: :class:`.disks.DiskSpec`'s defaults, its seed derived
+    from the identity (each image its own files), its free space dirtied with ``random_fill``."""
+    seed = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big")
+    return disks.DiskSpec(size_mib, seed=seed, deleted_mib=size_mib if random_fill else 0)
 
 
 async def _make(name: str, directory: Path, filename: str, size_mib: int, compressed: bool,
-                random_fill: bool) -> TestImage:
+                random_fill: bool, partitioned: bool = False) -> TestImage:
     """Build one image under ``directory/filename``."""
     target = directory / filename
     raw = directory / f".{filename}.raw"
     for stale in (raw, target):
         stale.unlink(missing_ok=True)
     identity = new_identity(name)
-    await write_fat(raw, size_mib * MIB, identity, random_fill)
+    if partitioned:
+        await disks.make_disk(raw, disk_spec(size_mib, identity, random_fill), identity)
+    else:
+        await write_fat(raw, size_mib * MIB, identity, random_fill)
     raw_sha = sha256_file(raw)
     if compressed:
         await run(ZSTD, "-q", "-f", "--rm", "-o", str(target), str(raw))

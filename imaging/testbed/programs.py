@@ -141,7 +141,7 @@ PROGRAMS: dict[str, Program] = {
     DASH: Program("dash", "/bin/sh of the VMs' imaging OS and disk OS", vm=True),
     NC_OPENBSD: Program("netcat-openbsd", "nc of the VMs' imaging OS", vm=True),
     SYSLINUX: Program("syslinux", "the boot sector of the VMs' boot images", vm=True),
-    MDIR: Program("mtools", "lists the files of a VM boot image", vm=True),
+    MDIR: Program("mtools", "lists the files of a VM boot image; the free space of a test disk's FAT (dirty)"),
 }
 
 

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Real disks: a file-system-aware image's cost follows the data, a raw image's the disk.
+
+The same data on two disk sizes, side by side in one run: a partitioned disk
+(GPT; FAT, ext4, swap) holding :data:`FILES_MIB` MiB of files (random, so
+incompressible) with :data:`DELETED_MIB` MiB of files written then deleted in its
+free space, on a 2 GiB and a 16 GiB sparse disk (:mod:`imaging.testbed.disks`).
+For each size, on an emulated testbed of 1 + :data:`TARGETS` nodes whose disks
+have that size:
+
+* ``imaging-save`` (file-system-aware, ``.ptcl.zst``) and ``imaging-save --raw``
+  (``.img.zst``) of node 1: wall time of the command (the faster of :data:`RUNS` for
+  the file-system-aware one), size of the image;
+* ``imaging-load`` of each image onto the other nodes: wall time (the faster of two for
+  the file-system-aware image; the raw load
+  of the 16 GiB disk goes to :data:`RAW_BIG_TARGETS` nodes only: each node's disk
+  file becomes fully allocated, and 8 x 16 GiB do not fit this machine's disk);
+* the size of ``zstd -1`` of the used data alone (every file of the ext4 and the
+  FAT, read back from the source disk), the reference of the image size.
+
+Ratios: file-system-aware image / ``zstd -1`` of the used data (target <= 1.1);
+16 GiB / 2 GiB of save and load times for both formats (target <= 1.15 for the
+file-system-aware one: its cost follows the data; the raw one's grows with the
+disk).  Every loaded node is checked: table equal, file systems clean, files'
+sha256 equal (file-system-aware), or bytes equal (raw, by sha256).
+
+Needs root (network namespaces) and ~45 GB of free disk.  Takes ~10 minutes.
+
+    .venv/bin/python bench/realdisk.py [--sizes 2048,16384] [--targets 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
+
+from imaging.testbed import disks
+from imaging.testbed.images import new_identity, sha256_file
+from imaging.testbed.layout import Layout
+
+BIN = Path(sys.executable).parent
+FILES_MIB = 400
+DELETED_MIB = 2048
+TARGETS = 8
+RAW_BIG_TARGETS = 2
+BIG_MIB = 8192  # from this disk size on, the raw load goes to RAW_BIG_TARGETS nodes
+TIMEOUT = 1800  # the commands' own deadline (-t)
+BOOT_DELAY = 0.3
+RUNS = 2  # of the file-system-aware save and load
+
+
+@dataclass
+class Row:
+    """What one disk size gave."""
+
+    disk_mib: int
+    used_zstd: int = 0  # bytes of zstd -1 of the used data alone
+    figures: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def command(layout: Layout, folder: Path, *argv: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """``imaging-<argv>`` in the server namespace from ``folder``: seconds and the result."""
+    start = time.perf_counter()
+    done = subprocess.run(in_server(layout, [str(BIN / f"imaging-{argv[0]}"), *argv[1:], "-t", str(TIMEOUT)]),
+                          env=product_env(layout), cwd=folder, capture_output=True, text=True, check=False,
+                          timeout=TIMEOUT + 60)
+    return time.perf_counter() - start, done
+
+
+def cmc(layout: Layout, number: int, verb: str) -> None:
+    """A request to a node's card, from the server namespace."""
+    node = layout.nodes()[number - 1]
+    subprocess.run(in_server(layout, ["curl", "-s", "-m", "5", f"http://{node.cmc_ip}/{verb}"]), check=True,
+                   capture_output=True)
+
+
+def used_data_zstd(disk: Path, work: Path) -> int:
+    """Bytes of ``zstd -1`` of every file the disk's file systems hold, read back from the disk."""
+    with tempfile.TemporaryDirectory(dir=work) as scratch:
+        data = Path(scratch) / "data"
+        asyncio.run(disks.extract_files(disk, data))
+        tar = subprocess.run(f"tar -C {data} -cf - . | zstd -q -1 -c | wc -c", shell=True, capture_output=True,
+                             text=True, check=True)
+    return int(tar.stdout.split()[0])
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file (a whole disk)."""
+    return sha256_file(path)
+
+
+def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mib: int) -> Row:
+    """Save both formats from node 1 of a fresh testbed, load each onto the others, and check them."""
+    row = Row(disk_mib)
+    nodes = 1 + targets
+    with temporary_testbed(nodes, prefix=f"realdisk-{disk_mib}-", work=work, boot_delay=BOOT_DELAY,
+                           disk_mib=disk_mib) as layout:
+        wait_for_stage(layout, "ssh", "no-os", "telnet")
+        cmc(layout, 1, "off")
+        source = layout.disk_path(layout.nodes()[0])
+        source.unlink()
+        spec = disks.DiskSpec(size_mib=disk_mib, files_mib=files_mib, deleted_mib=deleted_mib, seed=7)
+        started = time.perf_counter()
+        info = asyncio.run(disks.make_disk(source, spec, new_identity("realdisk")))
+        row.notes.append(f"disk made in {time.perf_counter() - started:.1f} s")
+        report = asyncio.run(disks.inspect(source))
+        row.used_zstd = used_data_zstd(source, work)
+        row.notes.append(f"deleted data left in the free blocks: {info.deleted >> 20} MiB")
+        cmc(layout, 1, "on")
+        folder = work / f"images-{disk_mib}"
+        folder.mkdir()
+        for label, extra in (("fs", ()), ("raw", ("--raw",))):
+            runs = RUNS if label == "fs" else 1  # the cheap ones twice: the faster run is the figure
+            times = []
+            for run in range(runs):
+                seconds, done = command(layout, folder, "save", *extra, "-o", f"{label}{run}", "1")
+                if done.returncode != 0:
+                    row.notes.append(f"save {label} failed: {(done.stdout + done.stderr).strip()[-400:]}")
+                    break
+                times.append(seconds)
+            if len(times) < runs:
+                continue
+            image = next(folder.glob(f"saving__fit01__*__{label}0.*.zst"))
+            row.figures[f"save {label} s"] = min(times)
+            row.figures[f"image {label} MiB"] = image.stat().st_size / 2**20
+            count = targets if label == "fs" or disk_mib < BIG_MIB else min(targets, RAW_BIG_TARGETS)
+            spec_nodes = f"2-{1 + count}"
+            times = []
+            for _ in range(runs):
+                seconds, done = command(layout, folder, "load", "-i", str(image), spec_nodes)
+                if done.returncode != 0:
+                    row.notes.append(f"load {label} failed: {(done.stdout + done.stderr).strip()[-400:]}")
+                    break
+                times.append(seconds)
+            if len(times) < runs:
+                continue
+            row.figures[f"load {label} s"] = min(times)
+            row.figures[f"load {label} nodes"] = count
+            for number in range(2, 2 + count):
+                cmc(layout, number, "off")
+            bad = check_targets(layout, source, report, label, range(2, 2 + count))
+            row.notes.append(f"{label}: {count} nodes checked, {len(bad)} differ" + (f" ({bad[:3]})" if bad else ""))
+            for number in range(2, 2 + count):  # its space given back: an empty sparse disk again
+                disk = layout.disk_path(layout.nodes()[number - 1])
+                os.truncate(disk, 0)
+                os.truncate(disk, disk_mib << 20)
+                cmc(layout, number, "on")
+    return row
+
+
+def check_targets(layout: Layout, source: Path, report: disks.DiskReport, label: str,
+                  numbers: range) -> list[str]:
+    """The loaded nodes whose disk does not hold the source's (by inspection, or by bytes for raw)."""
+    bad = []
+    raw_sha = sha256_of(source) if label == "raw" else ""
+    for number in numbers:
+        disk = layout.disk_path(layout.nodes()[number - 1])
+        if label == "raw":
+            if sha256_of(disk) != raw_sha:
+                bad.append(f"fit{number:02d}: bytes differ")
+            continue
+        got = asyncio.run(disks.inspect(disk))
+        if got.table != report.table:
+            bad.append(f"fit{number:02d}: table differs")
+        for mine, theirs in zip(got.partitions, report.partitions, strict=False):
+            if not mine.clean or mine.files != theirs.files or mine.fs != theirs.fs:
+                bad.append(f"fit{number:02d}: partition {mine.number} differs or is not clean")
+    return bad
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` to two decimals, or ``-``."""
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def main() -> int:
+    """Run both sizes, print the table and the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2048,16384", help="disk sizes in MiB (default 2048,16384)")
+    parser.add_argument("--targets", type=int, default=TARGETS, help=f"nodes loaded (default {TARGETS})")
+    parser.add_argument("--work", type=Path, default=Path("/var/tmp"), help="where the testbeds live")
+    parser.add_argument("--files", type=int, default=FILES_MIB, help=f"MiB of files (default {FILES_MIB})")
+    parser.add_argument("--deleted", type=int, default=DELETED_MIB, help=f"MiB deleted (default {DELETED_MIB})")
+    args = parser.parse_args()
+    if lacks_root("realdisk.py"):
+        return 2
+    sizes = [int(x) for x in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="imaging-realdisk-", dir=args.work) as scratch:
+        for size in sizes:
+            print(f"--- {size} MiB disks: {args.files} MiB of files, {args.deleted} MiB deleted", flush=True)
+            rows.append(one_size(size, args.targets, Path(scratch), args.files, args.deleted))
+            print(json.dumps({"disk_mib": rows[-1].disk_mib, **rows[-1].figures, "notes": rows[-1].notes}), flush=True)
+    keys = ["save fs s", "image fs MiB", "load fs s", "load fs nodes", "save raw s", "image raw MiB", "load raw s",
+            "load raw nodes"]
+    print()
+    print(f"{'disk':>8} {'zstd(used) MiB':>15} " + " ".join(f"{k:>14}" for k in keys))
+    for row in rows:
+        cells = [f"{row.figures[k]:14.1f}" if k in row.figures else f"{'-':>14}" for k in keys]
+        print(f"{row.disk_mib:>6}Mi {row.used_zstd / 2**20:15.1f} " + " ".join(cells))
+    print()
+    for row in rows:
+        print(f"{row.disk_mib} MiB: fs image / zstd -1 of the used data = "
+              f"{ratio(row.figures.get('image fs MiB'), row.used_zstd / 2**20)} (target <= 1.1);"
+              f" raw image / fs image = {ratio(row.figures.get('image raw MiB'), row.figures.get('image fs MiB'))}")
+        for note in row.notes:
+            print(f"    {note}")
+    if len(rows) >= 2:
+        small, big = rows[0], rows[-1]
+        for key in ("save fs s", "load fs s", "save raw s", "load raw s"):
+            print(f"{key[:-2]:>9}: {big.disk_mib} MiB / {small.disk_mib} MiB ="
+                  f" {ratio(big.figures.get(key), small.figures.get(key))}"
+                  + (" (target <= 1.15)" if " fs" in key else "")
+                  + (f" ({int(big.figures.get('load raw nodes', 0))} vs {int(small.figures.get('load raw nodes', 0))}"
+                     " nodes)" if key == "load raw s" else ""))
+    digest = hashlib.sha256(json.dumps([r.figures for r in rows]).encode()).hexdigest()[:8]
+    print(f"(run {digest})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
