@@ -183,7 +183,7 @@ def restore_consumer(layout: Layout, disk: str) -> str:
     if layout.label != "none":
         steps += [mark("head"), _copy_exactly(layout.head, d, 0)]
         if layout.label == "gpt":  # the backup table at this disk's own end, the primary pointing at it
-            steps.append(f"sfdisk --relocate gpt-bak-std {d} >/dev/null 2>&1")
+            steps.append(f"sfdisk --no-reread --no-tell-kernel --relocate gpt-bak-std {d} >/dev/null 2>&1")
         elif any(p.method == "none" for p in layout.partitions):  # logical partitions: their boot records
             lines = " ".join(shlex.quote(line) for line in table_for(layout.table, disk))
             steps.append(f"printf '%s\\n' {lines} | sfdisk --wipe never --wipe-partitions never --no-reread"

@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("node", help="fitNN, rebootNN or a number")
     fault.add_argument("specs", nargs="+", metavar="SPEC",
                        help="cmc=blackhole|garbage|slow:MS|ok reset=ignore|ok boot=never|slow:S|ok telnet=hang|ok"
-                            " receiver=die:K|ok disk=small:MiB|ok ssh=never|ok loss=P%% clear")
+                            " receiver=die:K|ok disk=small:MiB|noloop|ok ssh=never|ok loss=P%% clear")
 
     lease = action("lease", "the testbed's leases API (R2lab's GET /leases on the server, port 8088)")
     lease_actions = lease.add_subparsers(dest="lease_action", required=True, metavar="LEASE-ACTION")

@@ -14,12 +14,14 @@ A fault spec is ``knob=value`` (``cmc=blackhole``, ``boot=slow:5``,
 ``boot=slow:S``    S seconds more before the node boots (``boot=ok`` undoes)
 ``telnet=hang``    port 23 accepts connections and never answers (``telnet=ok``)
 ``receiver=die:K`` ``udp-receiver`` on the node is killed after K bytes written
-``disk=small:MiB`` the disk file is that size and cannot grow
+``disk=small:MiB`` the disk is that size: a write past its end fails with ENOSPC
+``disk=noloop``    the disk is the file itself, bind-mounted, without partition devices (a machine
+                   that gives no loop device); ``disk=ok`` undoes both
 ``ssh=never``      the installed OS boots but never serves ssh (``ssh=ok``)
 ``loss=P%``        P percent of the frames on the node's link are dropped
 =================  ==========================================================
 
-Boot-time knobs (boot, telnet, receiver, disk limit, ssh) apply from the
+Boot-time knobs (boot, telnet, receiver, disk, ssh) apply from the
 node's next boot; cmc, reset and loss apply at once.  A virtual machine
 (VM tier) has the knobs of its CMC, its link and its disk (cmc, reset,
 loss; disk from its next power-on), not those of the emulated firmware.
@@ -51,6 +53,7 @@ class Faults:
     telnet_hang: bool = False
     receiver_die: int | None = None  # bytes
     disk_small_mib: int | None = None
+    disk_noloop: bool = False
     ssh_never: bool = False
     loss_percent: float = 0.0
 
@@ -73,6 +76,8 @@ class Faults:
             out.append(f"receiver=die:{self.receiver_die}")
         if self.disk_small_mib is not None:
             out.append(f"disk=small:{self.disk_small_mib}")
+        if self.disk_noloop:
+            out.append("disk=noloop")
         if self.ssh_never:
             out.append("ssh=never")
         if self.loss_percent:
@@ -121,7 +126,9 @@ def _changes(knob: str, value: str, spec: str) -> dict[str, Any]:
     if knob == "receiver" and kind == "die":
         return {"receiver_die": int(_number(arg, spec))}
     if knob == "disk" and value == "ok":
-        return {"disk_small_mib": None}
+        return {"disk_small_mib": None, "disk_noloop": False}
+    if knob == "disk" and value == "noloop":
+        return {"disk_noloop": True}
     if knob == "disk" and kind == "small" and _SIZE.match(arg) and int(arg) > 0:
         return {"disk_small_mib": int(arg)}
     if knob == "ssh" and value in ("ok", "never"):
@@ -132,7 +139,7 @@ def _changes(knob: str, value: str, spec: str) -> dict[str, Any]:
             raise UsageError(f"fault {spec!r}: loss is a percentage, 0 to 100")
         return {"loss_percent": percent}
     raise UsageError(f"unknown fault {spec!r}; knobs: cmc=blackhole|garbage|slow:MS|ok, reset=ignore|ok,"
-                     " boot=never|slow:S|ok, telnet=hang|ok, receiver=die:K|ok, disk=small:MiB|ok,"
+                     " boot=never|slow:S|ok, telnet=hang|ok, receiver=die:K|ok, disk=small:MiB|noloop|ok,"
                      " ssh=never|ok, loss=P%, or clear")
 
 
@@ -152,6 +159,8 @@ def check_vm_knob(spec: str) -> None:
     if spec.strip() != "clear" and knob not in VM_KNOBS:
         raise UsageError(f"fault {spec!r}: a VM has the knobs {', '.join(VM_KNOBS)} and clear"
                          f" ({knob} belongs to the emulated nodes' firmware)")
+    if spec.strip() == "disk=noloop":
+        raise UsageError(f"fault {spec!r}: a VM's disk is qemu's, never a loop device (disk=small:MiB|ok)")
 
 
 def parse_assignment(text: str) -> tuple[str, str]:

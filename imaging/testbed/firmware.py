@@ -3,11 +3,24 @@
 The firmware runs as PID 1 of the node's PID namespace, in the node's network
 namespace and a private mount namespace (see :mod:`imaging.testbed.node`).
 It builds the node's private world (tmpfs scratch, overlays over ``/etc``,
-``/var``, ``/root``, ``/home``, a tmpfs ``/dev`` whose disk is the node's
-disk file bind-mounted, a tmpfs ``/tmp``), does real DHCP with busybox
+``/var``, ``/root``, ``/home``, a tmpfs ``/dev``, a tmpfs ``/tmp``), does real DHCP with busybox
 ``udhcpc`` and a real TFTP fetch of its pxelinux config, then becomes the
 imaging OS (busybox ``telnetd``) or the installed OS (``dropbear``) — or
 nothing, like a node whose disk holds no OS.
+
+The node's disk in its ``/dev`` (``TB_DISK_PATH``, e.g. ``/dev/sda``) is a
+block device node of the loop device the controller attached the disk file
+to (``TB_LOOP``, e.g. ``loop3``), and one node per partition the kernel
+shows under ``/sys/block/loopN`` (``/dev/sda1``…, ``/dev/nvme0n1p1``… when the
+disk's name ends in a digit), made with ``mknod``; a process of the node holds
+the disk open, so that it stays while the node runs, even when the
+controller dies.  The firmware first checks that the loop device is backed
+by the node's disk file (sysfs ``loop/backing_file``, its ``st_dev:st_ino``),
+then that the node it made is that device.  Without a loop device
+(``TB_LOOP`` empty) the disk path is the disk file itself, bind-mounted, and
+a ``disk=small`` fault is a file size limit.  The installed OS reads the
+identity of its image from the first partition holding a FAT with
+``/etc/imaging-image``, else from the whole disk (a FAT "superfloppy").
 
 Lines ``@state <word> [text]`` on its output tell the controller how far the
 boot went; everything else is the node's console.
@@ -22,7 +35,7 @@ DHCP_HOOK = "dhcp-hook"
 RECEIVER_WRAPPER = "receiver-wrapper"
 
 # Inputs, in the environment: TB_NODE, TB_MAC, TB_CONSOLE, TB_SCRATCH, TB_BIN, TB_DISK,
-# TB_DISK_ID (st_dev:st_ino of TB_DISK), TB_DISK_PATH, TB_HOST_KEY, TB_RSA_HOST_KEY,
+# TB_DISK_ID (st_dev:st_ino of TB_DISK), TB_DISK_PATH, TB_LOOP, TB_HOST_KEY, TB_RSA_HOST_KEY,
 # TB_CLIENT_PUB, TB_TELNET_HANG, TB_SSH_NEVER, TB_RECEIVER_DIE, TB_DISK_LIMIT_KIB.
 FIRMWARE_SCRIPT = r"""#!/bin/sh
 # Firmware of an emulated node (imaging testbed).  PID 1 of the node.
@@ -46,8 +59,17 @@ must busybox mount -t tmpfs -o mode=755,size=256m imaging-node "$TB_SCRATCH"
 must mkdir -p "$TB_SCRATCH/imaging"
 S=$TB_SCRATCH/imaging
 must cp "$TB_BIN/dhcp-hook" "$TB_BIN/receiver-wrapper" "$TB_HOST_KEY" "$TB_RSA_HOST_KEY" "$TB_CLIENT_PUB" "$S/"
-must touch "$S/disk"
-must busybox mount --bind "$TB_DISK" "$S/disk"
+if [ -n "$TB_LOOP" ]; then
+    # a bug must never reach a real disk: the loop device must be the one of the disk file
+    L=/sys/block/$TB_LOOP
+    backing=$(cat "$L/loop/backing_file" 2>/dev/null)
+    if [ -z "$backing" ] || [ "$(stat -L -c %d:%i "$backing" 2>/dev/null)" != "$TB_DISK_ID" ]; then
+        halt disk-refused "$TB_LOOP is not the loop device of the disk file $TB_DISK"
+    fi
+else
+    must touch "$S/disk"
+    must busybox mount --bind "$TB_DISK" "$S/disk"
+fi
 # from here on the host's folders may be hidden: only /run/imaging is used
 must busybox mount --move "$TB_SCRATCH" /run
 for d in etc var root home; do
@@ -73,14 +95,33 @@ case "$TB_DISK_PATH" in
     *) halt disk-refused "disk path $TB_DISK_PATH is not under /dev" ;;
 esac
 must mkdir -p "$(dirname "$TB_DISK_PATH")"
-must touch "$TB_DISK_PATH"
-must busybox mount --bind "$R/disk" "$TB_DISK_PATH"
-must busybox mount -t tmpfs -o mode=1777,size=64m imaging-tmp /tmp
-# a bug must never reach a real disk: the disk path must be the disk file itself
-if [ ! -f "$TB_DISK_PATH" ] || [ -L "$TB_DISK_PATH" ] \
-   || [ "$(stat -c %d:%i "$TB_DISK_PATH")" != "$TB_DISK_ID" ]; then
-    halt disk-refused "$TB_DISK_PATH is not the disk file $TB_DISK"
+: > "$R/partitions"
+if [ -n "$TB_LOOP" ]; then
+    case "$TB_DISK_PATH" in *[0-9]) sep=p ;; *) sep= ;; esac
+    dev=$(cat "$L/dev") || halt disk-refused "$TB_LOOP is gone"
+    must mknod -m 660 "$TB_DISK_PATH" b "${dev%:*}" "${dev#*:}"
+    for p in "$L/$TB_LOOP"p*; do
+        n=$(cat "$p/partition" 2>/dev/null) && d=$(cat "$p/dev" 2>/dev/null) || continue
+        must mknod -m 660 "$TB_DISK_PATH$sep$n" b "${d%:*}" "${d#*:}"
+        echo "$TB_DISK_PATH$sep$n" >> "$R/partitions"
+    done
+    if [ ! -b "$TB_DISK_PATH" ] || [ -L "$TB_DISK_PATH" ] \
+       || [ "$(stat -c %Hr:%Lr "$TB_DISK_PATH")" != "$dev" ] \
+       || [ "$(cat "$L/loop/backing_file" 2>/dev/null)" != "$backing" ]; then
+        halt disk-refused "$TB_DISK_PATH is not the loop device $TB_LOOP of the disk file $TB_DISK"
+    fi
+    # the node holds its disk while it runs, like a disk wired in
+    sleep infinity < "$TB_DISK_PATH" > /dev/null 2>&1 3>&- &
+else
+    must touch "$TB_DISK_PATH"
+    must busybox mount --bind "$R/disk" "$TB_DISK_PATH"
+    # a bug must never reach a real disk: the disk path must be the disk file itself
+    if [ ! -f "$TB_DISK_PATH" ] || [ -L "$TB_DISK_PATH" ] \
+       || [ "$(stat -c %d:%i "$TB_DISK_PATH")" != "$TB_DISK_ID" ]; then
+        halt disk-refused "$TB_DISK_PATH is not the disk file $TB_DISK"
+    fi
 fi
+must busybox mount -t tmpfs -o mode=1777,size=64m imaging-tmp /tmp
 hostname "$TB_NODE"
 ip link set lo up
 
@@ -140,13 +181,18 @@ kernel\ *)
     ;;
 local)
     # --- the installed OS ------------------------------------------------------
-    identity=$(MTOOLS_SKIP_CHECK=1 mtype -i "$TB_DISK_PATH" ::/etc/imaging-image 2>/dev/null | head -n 1)
-    case "$identity" in
-        "imaging-test-image "*) ;;
-        *) halt no-os "the disk holds no OS this node knows" ;;
-    esac
+    # the image's identity: on the first FAT partition holding it, else on the whole disk
+    identity=
+    for part in $(cat "$R/partitions") "$TB_DISK_PATH"; do
+        identity=$(MTOOLS_SKIP_CHECK=1 mtype -i "$part" ::/etc/imaging-image 2>/dev/null | head -n 1)
+        case "$identity" in
+            "imaging-test-image "*) break ;;
+        esac
+        identity=
+    done
+    [ -n "$identity" ] || halt no-os "the disk holds no OS this node knows"
     echo "$identity" > /etc/imaging-image
-    say "booted $identity"
+    say "booted $identity from $part"
     [ "$TB_SSH_NEVER" = 1 ] && halt no-ssh "ssh=never: the OS runs without ssh"
     must mkdir -p -m 700 /root/.ssh
     must cp "$R/$(basename "$TB_CLIENT_PUB")" /root/.ssh/authorized_keys

@@ -6,11 +6,20 @@ fast tier's node.  Power state machine (driven by the CMC): ``on`` of an on node
 of an off node do nothing.  For an emulated node, ``off`` and ``reset`` kill
 everything the node runs (its PID namespace dies with its first process) and
 take its link down; ``on`` and ``reset`` bring the link up and, after the
-boot delay, start the firmware (:mod:`imaging.testbed.firmware`) in the node's network
-namespace, a private mount, UTS and PID namespace::
+boot delay, attach the node's disk file to a loop device with its partitions
+(:mod:`imaging.testbed.loopdev`) and start the firmware
+(:mod:`imaging.testbed.firmware`) in the node's network namespace, a private
+mount, UTS and PID namespace::
 
     ip netns exec NS unshare --mount --propagation private --uts --pid --fork \
         --kill-child --mount-proc sh DIR/bin/firmware
+
+The controller holds the loop device open while the node is on and lets go of
+it on ``off`` and ``reset`` once the node's processes are dead: the kernel then
+writes what the node wrote into the file and detaches the device (AUTOCLEAR).
+Where the machine gives no loop device (or with the ``disk=noloop`` fault)
+the node's disk is the file itself, bind-mounted, without partitions, and its
+console says so.
 
 A node of a ``--cmc-only`` testbed has a power state and nothing else.
 """
@@ -26,9 +35,11 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, TextIO
 
-from . import firmware
+from ..errors import ImagingError
+from . import firmware, loopdev
 from .faults import Faults
 from .layout import Layout, NodeInfo
 from .procs import kill_netns, netns_pids, run, track, untrack
@@ -181,6 +192,7 @@ class EmulatedNode(PoweredNode):
         super().__init__(info, layout, settings, faults)
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._loop: loopdev.LoopDevice | None = None
 
     # --- internals ---------------------------------------------------------
     async def _power_up(self) -> None:
@@ -196,6 +208,7 @@ class EmulatedNode(PoweredNode):
             self._task = None
         if self.settings.full:
             await self._kill()
+            await self._release_disk()
             await self._link(up=False)
 
     async def _link(self, up: bool) -> None:
@@ -219,9 +232,50 @@ class EmulatedNode(PoweredNode):
                 break
             await asyncio.sleep(0.01)
 
-    def _environment(self) -> dict[str, str]:
+    async def _attach_disk(self, disk: Path, size: int) -> loopdev.LoopDevice | None:
+        """Attach the disk file to a loop device of ``size`` bytes with its partitions; None, said in
+        one console line, when this machine gives none (or the node has the ``disk=noloop`` fault)."""
+        if self.faults.disk_noloop:
+            reason = "fault disk=noloop"
+        else:
+            try:
+                # synchronous (a few ms): once it returns, a power-off finds the device to let go of
+                self._loop = loopdev.attach(disk, size)
+                self._loop.limit_dirty()
+            except loopdev.LoopUnavailable as exc:
+                reason = str(exc)
+            else:
+                try:
+                    found = await loopdev.add_partitions(self._loop)
+                    names = " ".join(str(p.number) for p in found) or "none"
+                    self._log(f"disk: {self._loop.path}, {size >> 20} MiB, partitions: {names}")
+                except ImagingError as exc:
+                    self._log(f"disk: {self._loop.path}, {size >> 20} MiB, no partition devices: {exc}")
+                return self._loop
+        self._log(f"disk: no loop device ({reason}): {self.settings.disk_path} is the disk file,"
+                  " bind-mounted, without partition devices")
+        return None
+
+    async def _release_disk(self) -> None:
+        """Let go of the loop device (the node's processes are dead): the kernel flushes and detaches it."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        await asyncio.to_thread(loop.close)
+        # the last close of a node process may land just after ours: off is done when the file is whole
+        deadline = time.monotonic() + KILL_WAIT
+        while not loop.detached():
+            if time.monotonic() > deadline:
+                log.warning("%s: %s is still attached to the disk file: something holds it open",
+                            self.info.name, loop.path)
+                break
+            await asyncio.sleep(0.01)
+
+    def _environment(self, loop: loopdev.LoopDevice | None) -> dict[str, str]:
         """The firmware's inputs."""
         layout, faults = self.layout, self.faults
+        # with a loop device the disk's size is the device's; without, a file size limit stands in
+        limit = "" if loop is not None or faults.disk_small_mib is None else str(faults.disk_small_mib * 1024)
         disk = layout.disk_path(self.info)
         disk_stat = os.stat(disk)
         return {
@@ -235,13 +289,14 @@ class EmulatedNode(PoweredNode):
             "TB_DISK": str(disk),
             "TB_DISK_ID": f"{disk_stat.st_dev}:{disk_stat.st_ino}",
             "TB_DISK_PATH": self.settings.disk_path,
+            "TB_LOOP": "" if loop is None else loop.name,
             "TB_HOST_KEY": str(layout.host_key),
             "TB_RSA_HOST_KEY": str(layout.rsa_host_key),
             "TB_CLIENT_PUB": str(layout.client_key) + ".pub",
             "TB_TELNET_HANG": "1" if faults.telnet_hang else "0",
             "TB_SSH_NEVER": "1" if faults.ssh_never else "0",
             "TB_RECEIVER_DIE": "" if faults.receiver_die is None else str(faults.receiver_die),
-            "TB_DISK_LIMIT_KIB": "" if faults.disk_small_mib is None else str(faults.disk_small_mib * 1024),
+            "TB_DISK_LIMIT_KIB": limit,
         }
 
     async def _boot(self) -> None:
@@ -271,13 +326,14 @@ class EmulatedNode(PoweredNode):
             os.truncate(disk, size)
         (self.layout.nodes_dir / self.info.name).mkdir(parents=True, exist_ok=True)
         self._log("--- power on: firmware starts ---")
+        loop = await self._attach_disk(disk, size)
         self._proc = await asyncio.create_subprocess_exec(
             IP, "netns", "exec", self.info.netns,
             UNSHARE, "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
             "--kill-child", "--mount-proc",
             SH, str(self.layout.bin_dir / firmware.FIRMWARE),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=self._environment(), start_new_session=True)
+            env=self._environment(loop), start_new_session=True)
         track(self.layout.run_dir, self.info.name, self._proc.pid)
         assert self._proc.stdout is not None
         async for raw in self._proc.stdout:

@@ -113,7 +113,7 @@ def test_small_disk(healthy: Testbed) -> None:
         assert disk.stat().st_size == 4 << 20
         # past the file system (the first MiB), so that the node still boots afterwards
         full = healthy.telnet(4, "dd if=/dev/zero of=/dev/sda bs=1M seek=3 count=2 conv=notrunc")
-        assert full.returncode != 0 and "File too large" in full.stdout
+        assert full.returncode != 0 and "No space left on device" in full.stdout
         assert healthy.telnet(4, "dd if=/dev/zero of=/dev/sda bs=1M seek=2 count=2 conv=notrunc"
                                  ).returncode == 0
     finally:

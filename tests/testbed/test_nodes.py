@@ -7,6 +7,9 @@ for the installed OS; each test leaves its node booted to ssh.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from imaging.testbed import loopdev
 
 from .conftest import Testbed
 
@@ -49,10 +52,11 @@ def test_imaging_os_serves_telnet_with_the_disk_file(testbed: Testbed) -> None:
     assert status.boot == "telnet" and status.power == "on"
     assert not testbed.port_open(2, 22)
     disk = testbed.disk(2)
-    mounts = testbed.telnet(2, "grep ' /dev/sda ' /proc/self/mounts; stat -c 'size=%s inode=%i' /dev/sda")
-    assert mounts.returncode == 0, mounts
-    assert f"size={disk.stat().st_size} inode={disk.stat().st_ino}" in mounts.stdout
-    assert "inode" in mounts.stdout and " /dev/sda " in mounts.stdout
+    [loop] = loopdev.attached_to(disk)  # the disk is a loop device of the disk file
+    device = testbed.telnet(2, "[ -b /dev/sda ] && stat -c 'device=%Hr:%Lr' /dev/sda && blockdev --getsize64 /dev/sda")
+    assert device.returncode == 0, device
+    assert f"device={Path(f'/sys/block/{loop}/dev').read_text().strip()}" in device.stdout
+    assert str(disk.stat().st_size) in device.stdout
     payload = os.urandom(8).hex()
     wrote = testbed.telnet(2, f"printf {payload} | dd of=/dev/sda bs=512 seek=4096 conv=notrunc,fsync"
                               " && which udp-receiver nc zstd")

@@ -130,7 +130,8 @@ async def main(ip_ssh, ip_telnet, key):
                                 ssh.SshSettings(key=Path(key), connect_timeout=3))
     print("ssh", status, out.strip())
     lines = []
-    status = await telnet.run(ip_telnet, "stat -c %s /dev/sda; ls /no/such", telnet.TelnetSettings(), lines.append)
+    status = await telnet.run(ip_telnet, "blockdev --getsize64 /dev/sda; ls /no/such", telnet.TelnetSettings(),
+                              lines.append)
     sizes = [line.strip().removeprefix("# ") for line in lines]  # the shell's prompt may come first
     print("telnet", status, [size for size in sizes if size.isdigit()])
 asyncio.run(main(*sys.argv[1:]))

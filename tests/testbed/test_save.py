@@ -332,7 +332,7 @@ def test_a_program_missing_on_the_node_is_named_at_once(bed: Testbed, tmp_path: 
     extra = tmp_path / "no-imagezip.conf"
     extra.write_text("[frisbee]\nimagezip = no-such-imagezip\n")
     run = save(bed, tmp_path, "--config", str(extra), "--transport", "frisbee", "--json", "-o", "nozip",
-               "-t", str(DEADLINE), "5")
+               "-t", str(DEADLINE), "5", raw=False)
     assert run.code == 1, run.out + run.err
     detail = run.json_lines()[-1]["summary"][0]["detail"]
     assert detail.startswith("the imaging OS of fit05 has no no-such-imagezip: install it there"), detail
