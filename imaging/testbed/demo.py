@@ -1,6 +1,6 @@
 """``imaging-testbed demo``: a testbed of N nodes, then the product's commands
 against it as a user would type them (status, load with the live display,
-wait, list), then everything stopped.  ``demo --vm``: the same on qemu
+wait, a file-system-aware save of one node, list -l), then everything stopped.  ``demo --vm``: the same on qemu
 machines booting over PXE, plus what each machine's ssh says it runs, and a
 save.
 
@@ -34,12 +34,13 @@ def _step(directory: Path, *argv: str) -> int:
 
 
 async def prepare(directory: Path, count: int, image_mib: int) -> None:
-    """Start the testbed and put a demo image of ``image_mib`` MiB (random content) in its repository."""
+    """Start the testbed and put a demo image of ``image_mib`` MiB in its repository: a partitioned disk
+    (FAT, ext4 with files, swap) with deleted data in its free blocks."""
     record = await lifecycle.up(directory, count, boot_delay=0.5, disk_mib=image_mib + 16)
     print(f"testbed up: {record.count} nodes in namespaces {record.layout.server_ns} and its nodes,"
           f" server {record.layout.server_ip}")
     image = await make_image(DEMO_IMAGE, record.layout.images_dir, size_mib=image_mib, compressed=True,
-                             random_fill=True)
+                             random_fill=True, partitioned=True)
     print(f"demo image: {image.path.name}, {image_mib} MiB ({image.identity})")
 
 
@@ -63,7 +64,8 @@ def run(directory: Path, count: int, image_mib: int) -> int:
     def steps() -> int:
         asyncio.run(prepare(directory, count, image_mib))
         return sum(_step(directory, *argv) != 0 for argv in (
-            ("status", "-a"), ("load", "-i", DEMO_IMAGE, "-a"), ("wait", "-a", "-t", "30"), ("list",)))
+            ("status", "-a"), ("load", "-i", DEMO_IMAGE, "-a"), ("wait", "-a", "-t", "30"),
+            ("save", "fit01", "-o", "demo", "--repo"), ("list", "-l")))
 
     return _with_testbed(directory, steps)
 
