@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import ImagingError, UsageError
-from imaging.testbed.images import MTOOLS_ENV, new_identity, read_identity, sha256_file
-from imaging.testbed.vm.bootimage import make_boot_image
+from imaging.testbed.disks import MBR_CODE, inspect
+from imaging.testbed.images import IDENTITY_FILE, MTOOLS_ENV, new_identity, sha256_file
+from imaging.testbed.vm.bootimage import SWAP_MIB, fat_mib, make_boot_image, smallest_mib
 from imaging.testbed.vm.initramfs import (
     DHCP_HOOK,
     DHCP_HOOK_SCRIPT,
     DISK_OS_PROGRAMS,
     FAT_MODULES,
+    IMAGING_OS_LINKS,
     IMAGING_OS_PROGRAMS,
     MODULE_LIST,
     NET_MODULES,
+    PARTITION_PROGRAMS,
     build_disk_os,
     build_imaging_os,
 )
@@ -137,8 +140,8 @@ def test_modules_come_dependencies_first_each_once(kernel: Kernel) -> None:
     modules_dir = kernel.tree / "lib" / "modules" / kernel.version
     depends = {}
     for line in (modules_dir / "modules.dep").read_text().splitlines():
-        module, _, deps = line.partition(":")
-        depends[modules_dir / module] = [modules_dir / d for d in deps.split()]
+        name, _, deps = line.partition(":")
+        depends[modules_dir / name] = [modules_dir / d for d in deps.split()]
     # the order is whatever this kernel's modules.dep says (it changes between bookworm kernel packages):
     # each module comes after every module it depends on, and some do depend on others
     assert any(depends[module] for module in files)
@@ -165,6 +168,32 @@ def test_imaging_os_holds_init_programs_libraries_and_modules(kernel: Kernel, im
     init = cpio_member(imaging_os, "init").decode()
     assert init.startswith("#!/bin/busybox sh") and not re.search(r"__[A-Z_]+__", init)
     assert "start 23 telnet telnetd -F -l /bin/sh -p 23" in init and "state dhcp" in init
+
+
+def test_imaging_os_holds_the_partition_programs(imaging_os: Path) -> None:
+    """What file-system-aware images run on a node: partclone, util-linux's and coreutils' programs
+    (not busybox's applets of the same names), the folders partclone writes, and /etc/mtab."""
+    listing = cpio(imaging_os, "-tv").decode().splitlines()
+    links = {line.split()[-3]: line.split()[-1] for line in listing if line.startswith("l")}
+    modes = cpio_modes(imaging_os)
+    for path, program in PARTITION_PROGRAMS.items():
+        assert modes[path] == "-rwxr-xr-x", path
+        assert cpio_member(imaging_os, path) == Path(tool(program)).read_bytes(), path
+    assert cpio_member(imaging_os, "usr/bin/head") == Path(tool("head")).read_bytes()
+    assert cpio_member(imaging_os, "usr/bin/dd") == Path(tool("dd")).read_bytes()
+    assert {"bin/head", "bin/dd", "sbin/mkswap", "usr/bin/head"} & set(links) == set()  # no busybox applet
+    assert links["sbin/blockdev"] == links["bin/grep"] == "/bin/busybox"  # busybox's do as coreutils' do
+    for path, target in IMAGING_OS_LINKS.items():
+        assert links[path] == target and target.lstrip("/") in modes
+    assert links["usr/sbin/partclone.fat"] == "/usr/sbin/partclone.vfat"
+    assert links["usr/sbin/partclone.ext3"] == links["usr/sbin/partclone.ext2"] == "/usr/sbin/partclone.ext4"
+    assert links["etc/mtab"] == "/proc/self/mounts"
+    assert modes["var/log"] == "drwxr-xr-x" and modes["tmp"] == "drwxrwxrwt"
+    names = cpio_names(imaging_os)
+    for program in {*PARTITION_PROGRAMS.values()}:
+        assert libraries(program) <= names, f"{program}'s libraries"
+    libc = next(name for name in libraries("partclone.ext4") if name.endswith("/libc.so.6"))
+    assert str(Path(libc).with_name("libgcc_s.so.1")) in names  # loaded by dlopen when partclone's threads end
 
 
 def test_disk_os_holds_dropbear_keys_and_root_login(kernel: Kernel, disk_os: Path,
@@ -207,32 +236,53 @@ async def test_initramfs_rebuilt_only_when_an_input_changes(kernel: Kernel, vm_c
     assert [p.name for p in vm_cache.iterdir() if p.name.startswith(".")] == []  # no scratch left
 
 
-async def test_boot_image_holds_syslinux_kernel_initrd_and_identity(kernel: Kernel, disk_os: Path,
-                                                                    tmp_path: Path) -> None:
+async def test_boot_image_is_a_partitioned_disk_syslinux_boots(kernel: Kernel, disk_os: Path,
+                                                                tmp_path: Path) -> None:
     identity = new_identity("vm-test")
     target = tmp_path / "boot.img"
-    image = await make_boot_image(kernel, disk_os, target, 16, identity)
-    assert image.path == target and image.identity == identity and image.raw_size == 16 * MIB
-    assert target.stat().st_size == 16 * MIB
+    image = await make_boot_image(kernel, disk_os, target, 32, identity)
+    assert image.path == target and image.identity == identity and image.raw_size == 32 * MIB
+    assert target.stat().st_size == 32 * MIB
     assert image.sha256 == image.raw_sha256 == sha256_file(target)
-    assert await read_identity(target) == identity
-    boot_sector = target.read_bytes()[:512]
-    assert boot_sector[510:] == b"\x55\xaa" and b"SYSLINUX" in boot_sector
-    listing = subprocess.run([tool("mdir"), "-a", "-b", "-i", str(target), "::/"], capture_output=True, text=True,
+    # the MBR: syslinux's boot code, a dos table whose partition 1 (the FAT) is active
+    mbr = target.read_bytes()[:512]
+    assert mbr[:440] == MBR_CODE.read_bytes()[:440] and mbr[510:] == b"\x55\xaa"
+    report = await inspect(target)
+    assert "label: dos" in report.table and ", bootable" in report.table.splitlines()[-3]
+    assert [(p.number, p.fs, p.clean) for p in report.partitions] == [(1, "vfat", True), (2, "ext4", True),
+                                                                      (3, "swap", True)]
+    fat = report.partition(1)
+    assert fat.start == MIB and fat.size == fat_mib(kernel, disk_os) * MIB
+    boot_sector = target.read_bytes()[fat.start:fat.start + 512]
+    assert boot_sector[510:] == b"\x55\xaa" and b"SYSLINUX" in boot_sector  # the partition's own boot code
+    at = f"{target}@@{fat.start}"
+    listing = subprocess.run([tool("mdir"), "-a", "-b", "-i", at, "::/"], capture_output=True, text=True,
                              check=True, env=MTOOLS_ENV).stdout.split()
     assert {"::/vmlinuz", "::/initrd.img", "::/syslinux.cfg", "::/ldlinux.sys", "::/ldlinux.c32"} <= set(listing)
-    config = subprocess.run([tool("mtype"), "-i", str(target), "::/syslinux.cfg"], capture_output=True, text=True,
+    config = subprocess.run([tool("mtype"), "-i", at, "::/syslinux.cfg"], capture_output=True, text=True,
                             check=True, env=MTOOLS_ENV).stdout
     assert "KERNEL /vmlinuz" in config and "INITRD /initrd.img" in config and "console=ttyS0" in config
-    initrd = subprocess.run([tool("mcopy"), "-i", str(target), "::/initrd.img", "-"], capture_output=True,
-                            check=True, env=MTOOLS_ENV).stdout
-    assert initrd == disk_os.read_bytes()
+    assert fat.files["/initrd.img"] == sha256_file(disk_os) and fat.files["/vmlinuz"] == sha256_file(kernel.vmlinuz)
+    read = subprocess.run([tool("mtype"), "-i", at, f"::{IDENTITY_FILE}"], capture_output=True, text=True,
+                          check=True, env=MTOOLS_ENV).stdout
+    assert read.strip() == identity
+    root = report.partition(2)
+    assert IDENTITY_FILE in root.files and len(root.files) > 3 and root.links  # files, some of them random
     assert [p.name for p in tmp_path.iterdir()] == ["boot.img"]  # made beside it, renamed
+    # made alike from one identity, and another identity gets other random files
+    again = await make_boot_image(kernel, disk_os, tmp_path / "again.img", 32, identity)
+    assert await inspect(again.path) == report
+    other = await make_boot_image(kernel, disk_os, tmp_path / "other.img", 32, new_identity("vm-test"))
+    assert (await inspect(other.path)).partition(2).files != root.files
 
 
 async def test_boot_image_refuses_a_bad_identity_or_size(kernel: Kernel, disk_os: Path, tmp_path: Path) -> None:
+    smallest = smallest_mib(kernel, disk_os)
+    assert smallest > 1 + fat_mib(kernel, disk_os) + SWAP_MIB  # the table, a FAT, a swap area and an ext4
     with pytest.raises(ValueError, match="identity"):
-        await make_boot_image(kernel, disk_os, tmp_path / "a.img", 16, "not an identity")
-    with pytest.raises(ValueError, match="at least"):
-        await make_boot_image(kernel, disk_os, tmp_path / "b.img", 4, new_identity("small"))
+        await make_boot_image(kernel, disk_os, tmp_path / "a.img", 32, "not an identity")
+    with pytest.raises(ValueError, match=f"at least {smallest} MiB"):
+        await make_boot_image(kernel, disk_os, tmp_path / "b.img", smallest - 1, new_identity("small"))
     assert list(tmp_path.iterdir()) == []
+    made = await make_boot_image(kernel, disk_os, tmp_path / "c.img", smallest, new_identity("smallest"))
+    assert [p.clean for p in (await inspect(made.path)).partitions] == [True, True, True]

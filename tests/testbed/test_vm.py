@@ -3,7 +3,8 @@
 
 Everything here is real: SeaBIOS and iPXE, dnsmasq's DHCP and TFTP, Debian's
 pxelinux, a Debian kernel, busybox telnetd, udp-sender/udp-receiver, zstd,
-nc and dropbear.  Under TCG (no working KVM) a test takes a minute or two;
+nc, partclone, sfdisk, blkid and dropbear; the disks are partitioned (a FAT
+syslinux boots, an ext4 with files, a swap area).  Under TCG (no working KVM) a test takes a minute or two;
 it is skipped, with the reason, only where qemu or the kernel package is
 missing (``make vm-packages`` installs them).
 """
@@ -11,6 +12,7 @@ missing (``make vm-packages`` installs them).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -22,15 +24,21 @@ import pytest
 
 from imaging.errors import UsageError
 from imaging.testbed import lifecycle
-from imaging.testbed.images import TestImage, read_identity, sha256_file
+from imaging.testbed.disks import inspect
+from imaging.testbed.images import IDENTITY_FILE, IDENTITY_PREFIX, MIB, MTOOLS_ENV, TestImage, sha256_file
 from imaging.testbed.procs import tracked
 from imaging.testbed.vm import kernel, provision
 from tests.testbed.conftest import Testbed, missing_requirements
 from tests.testbed.product import BIN, product
 
 VMS = 3
-MARK_OFFSET = 20 << 20  # beyond the 16 MiB image, inside the 32 MiB disks
+MARK_FILE = "/MARK.TXT"  # a file the installed OS writes in its FAT, that a save must carry
 TIMEOUT = "240"  # the product's --timeout for a VM step (TCG on two cores)
+# what the file-system-aware images run on a node, each asked its version in the imaging OS
+VERSIONS = {"partclone.ext4 -v": "Partclone", "partclone.ext3 -v": "Partclone", "partclone.vfat -v": "Partclone",
+            "partclone.fat -v": "Partclone", "partclone.dd -v": "Partclone", "sfdisk --version": "util-linux",
+            "blkid -V": "util-linux", "mkswap -V": "util-linux", "head --version": "coreutils",
+            "dd --version": "coreutils"}
 
 
 def vm_unavailable() -> str | None:
@@ -82,8 +90,11 @@ def vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 def default_image(vms: Testbed) -> TestImage:
     """The repository's bootable default image, as ``up`` made it."""
     path = vms.dir / "images" / "default.img"
-    identity = asyncio.run(read_identity(path))
-    assert identity is not None
+    fat = asyncio.run(inspect(path)).partition(1)
+    assert fat.fs == "vfat" and fat.clean and IDENTITY_FILE in fat.files
+    identity = subprocess.run(["mtype", "-i", f"{path}@@{fat.start}", f"::{IDENTITY_FILE}"], capture_output=True,
+                              text=True, check=True, env=MTOOLS_ENV).stdout.strip()
+    assert identity.startswith(IDENTITY_PREFIX + " ")
     digest = sha256_file(path)
     return TestImage(path, digest, digest, path.stat().st_size, identity)
 
@@ -96,6 +107,48 @@ def disk_starts_with(vms: Testbed, number: int, image: TestImage) -> bool:
 def no_links(vms: Testbed) -> bool:
     """No per-MAC next-boot link is left."""
     return not list((vms.dir / "tftp" / "pxelinux.cfg").glob("01-*"))
+
+
+def test_imaging_os_runs_what_partitioned_images_need(vms: Testbed) -> None:
+    """The imaging OS sees its disk's partitions, and partclone, sfdisk, blkid, mkswap and head run there as
+    the product runs them (a save of each file system to a pipe, blkid at an offset, head -c in a pipe)."""
+    vms.set_next_boot(1, imaging_os=True)
+    assert vms.cmc(1, "reset").stdout.strip() == "ok"
+    status = vms.wait_stage(1, "telnet", timeout=180)
+    print(f"\nfit01: reset to telnet (imaging OS) in {status.boot_seconds} s")
+    disk = vms.disk(1)
+    for command, word in VERSIONS.items():
+        done = vms.telnet(1, command, timeout=20)
+        assert done.returncode == 0 and word in done.stdout, f"{command}: {done.stdout} {done.stderr}"
+    report = asyncio.run(inspect(disk))
+    assert vms.telnet(1, "blockdev --getsize64 /dev/vda").stdout.split() == [str(disk.stat().st_size)]
+    partitions = vms.telnet(1, "cat /proc/partitions").stdout
+    for part in report.partitions:
+        assert f" {part.size // 1024} vda{part.number}" in partitions, partitions
+    table = json.loads(vms.telnet(1, "sfdisk --json /dev/vda").stdout)["partitiontable"]
+    assert [(int(p["start"]) * 512, p["node"]) for p in table["partitions"]] == \
+        [(p.start, f"/dev/vda{p.number}") for p in report.partitions]
+    for part in report.partitions:
+        found = vms.telnet(1, f"blkid -p -o export -O {part.start} -S {part.size} /dev/vda").stdout
+        assert f"TYPE={part.fs}" in found.split() and f"UUID={part.uuid}" in found.split(), found
+    for number, program in ((1, "partclone.vfat -c"), (2, "partclone.ext4 -c"), (3, "partclone.dd")):
+        saved = vms.telnet(1, f"{{ {program} -s /dev/vda{number} -o - -L /dev/null -B 2>/tmp/log; echo $? >/tmp/rc; }}"
+                              " | wc -c; echo status $(cat /tmp/rc); tail -n 3 /tmp/log", timeout=90)
+        words = saved.stdout.split()
+        assert int(words[0]) > 4096 and "status 0" in saved.stdout, f"{program}: {saved.stdout}"
+        assert "must be installed" not in saved.stdout, saved.stdout
+    # head -c in a pipe reads no further than its count: what follows is the next step's; dd writes at a
+    # byte offset and says how many bytes it copied
+    assert vms.telnet(1, "printf abcdef | { head -c 2 >/dev/null; cat; }").stdout.strip() == "cdef"
+    done = vms.telnet(1, "printf abcdef | { head -c 4 | dd of=/tmp/dd bs=1M seek=3 oflag=seek_bytes conv=notrunc"
+                         " 2>&1 | grep bytes; cat; echo; }; od -c /tmp/dd | head -n 1; rm -f /tmp/dd")
+    copied = done.stdout.splitlines()
+    assert copied[0].startswith("4 bytes") and copied[1].strip() == "ef", copied
+    assert copied[2].split() == ["0000000", "\\0", "\\0", "\\0", "a", "b", "c", "d"], copied
+    swap = vms.telnet(1, "dd if=/dev/zero of=/tmp/swap bs=1M count=0 seek=4 2>/dev/null &&"
+                         " mkswap -U 0b7fd4cf-8e5c-4a44-a2e9-6bd1a6b7a1f0 -L vmswap /tmp/swap >/dev/null &&"
+                         " blkid -p -o export /tmp/swap; rm -f /tmp/swap").stdout.split()
+    assert {"TYPE=swap", "UUID=0b7fd4cf-8e5c-4a44-a2e9-6bd1a6b7a1f0", "LABEL=vmswap"} <= set(swap), swap
 
 
 def test_load_wait_save_and_load_the_save_elsewhere(vms: Testbed, default_image: TestImage) -> None:
@@ -112,28 +165,34 @@ def test_load_wait_save_and_load_the_save_elsewhere(vms: Testbed, default_image:
     assert wait.code == 0, wait.out + wait.err
     for number in range(1, VMS + 1):
         assert vms.ssh(number, "cat /etc/imaging-image", timeout=20).stdout.strip() == default_image.identity
+    boots = [vms.status()[f"fit0{n}"].boot_seconds or 0.0 for n in range(1, VMS + 1)]
+    timings["reset to ssh, slowest machine"] = max(boots)
+    assert " vda1" in vms.ssh(1, "cat /proc/partitions", timeout=20).stdout  # the disk OS read the table
 
-    # mark fit01's disk beyond the image, then save it and load the save onto fit03
+    # the installed OS writes a file in its FAT; fit01 is saved (the partition table and each
+    # partition: .ptcl.zst) and the save loaded onto fit03
     mark = f"IMAGING-MARK-{time.time_ns()}"
-    written = vms.ssh(1, f"printf {mark} | dd of=/dev/vda bs=1M seek={MARK_OFFSET >> 20} conv=notrunc"
-                         f" 2>/dev/null && sync", timeout=20)
+    written = vms.ssh(1, f"mount -t vfat /dev/vda1 /mnt/disk && printf {mark} > /mnt/disk{MARK_FILE}"
+                         " && umount /mnt/disk && sync", timeout=20)
     assert written.returncode == 0, written.stderr
+    before = asyncio.run(inspect(vms.disk(1)))
+    assert before.partition(1).files[MARK_FILE] == hashlib.sha256(mark.encode()).hexdigest()
     save = product(vms, "save", "fit01", "-o", "vmsave", "--repo", "-t", TIMEOUT, timeout=300)
     timings["save of 1"] = save.seconds
     assert save.code == 0, save.out + save.err
-    saved = sorted((vms.dir / "images").glob("saving__fit01__*__vmsave.img.zst"))
+    saved = sorted((vms.dir / "images").glob("saving__fit01__*__vmsave.ptcl.zst"))
     assert len(saved) == 1 and saved[0].with_name(saved[0].name + ".sha256").exists()
-    raw = subprocess.run(["zstd", "-dc", str(saved[0])], capture_output=True, check=True).stdout
-    assert raw == vms.disk(1).read_bytes(), "the save is fit01's whole disk"
-    assert raw[MARK_OFFSET:MARK_OFFSET + len(mark)] == mark.encode()
+    assert saved[0].stat().st_size < default_image.raw_size // 2, "the save holds the used blocks only"
 
     again = product(vms, "load", "-i", saved[0].name, "fit03", "-t", TIMEOUT, timeout=300)
     timings["load of the save on 1"] = again.seconds
     assert again.code == 0, again.out + again.err
-    assert vms.disk(3).read_bytes() == raw
+    after = asyncio.run(inspect(vms.disk(3)))
+    assert after == before, "fit03 holds what fit01 held: table, file systems (clean), files"
+    assert all(part.clean for part in after.partitions)
     assert product(vms, "wait", "fit03", "-t", "180", timeout=200).code == 0
     assert vms.ssh(3, "cat /etc/imaging-image", timeout=20).stdout.strip() == default_image.identity
-    assert vms.ssh(3, f"dd if=/dev/vda bs=1M skip={MARK_OFFSET >> 20} count=1 2>/dev/null | head -c {len(mark)}",
+    assert vms.ssh(3, f"mount -t vfat -o ro /dev/vda1 /mnt/disk && cat /mnt/disk{MARK_FILE}; umount /mnt/disk",
                    timeout=20).stdout == mark
     assert no_links(vms)
     # every reset was QMP's system_reset: none fell back to killing and restarting qemu
@@ -169,7 +228,8 @@ def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image:
     summary = {r["node"]: r for r in event["summary"]}
     assert summary["fit01"]["ok"] and disk_starts_with(vms, 1, default_image)
     assert not summary["fit02"]["ok"] and not summary["fit03"]["ok"]
-    assert summary["fit03"]["detail"].startswith("disk too small: fit03 has 8.0 MiB, the image needs 16.0 MiB")
+    assert summary["fit03"]["detail"].startswith(f"disk too small: fit03 has 8.0 MiB, the image needs"
+                                                 f" {default_image.raw_size / MIB:.1f} MiB")
     assert summary["fit02"]["detail"] != summary["fit03"]["detail"]
     assert event["retry"].endswith(" 2-3")
     assert time.monotonic() - started < int(TIMEOUT) + 2

@@ -1,25 +1,27 @@
 """Bootable test images for the testbed's virtual machines, made without root.
 
-A boot image is a FAT "superfloppy" (no partition table: ``mkfs.vfat -C``)
-whose boot sector is syslinux's (``syslinux --install``, mtools-based, no
-loop device), holding ``syslinux.cfg``, the kernel, the disk-OS initramfs
-(:func:`imaging.testbed.vm.initramfs.build_disk_os`) and the image's identity
-line in ``/etc/imaging-image`` (where :func:`imaging.testbed.images.read_identity`
-and the disk OS's init read it), then zeros up to the disk's size.  SeaBIOS
-boots it from the VM's disk; the OS it boots says which image it is from the
-disk's own bytes, so an image saved back and loaded elsewhere keeps its name.
+A boot image is a partitioned disk (:func:`imaging.testbed.disks.make_disk`
+with ``bootable``): a dos label whose MBR holds syslinux's boot code,
+partition 1 an active FAT with syslinux installed (``syslinux --install
+--offset``, mtools-based, no loop device) holding ``syslinux.cfg``, the
+kernel, the disk-OS initramfs (:func:`imaging.testbed.vm.initramfs.build_disk_os`)
+and the image's identity line in ``/etc/imaging-image``; partition 2 an ext4
+with files (the identity there too), partition 3 a swap area.  SeaBIOS boots
+it from the VM's disk (MBR code → the active partition's syslinux); the OS it
+boots says which image it is from the disk's own bytes (the FAT's identity
+file, read by the disk OS's init), so an image saved back and loaded
+elsewhere keeps its name.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import tempfile
 from pathlib import Path
 
-from ..images import IDENTITY_FILE, IDENTITY_PREFIX, MIB, MTOOLS_ENV, TestImage, sha256_file
-from ..procs import run
-from ..programs import MCOPY, MKFS_VFAT, SYSLINUX
-from .kernel import Kernel, tool
+from ..disks import DiskInfo, DiskSpec, make_disk
+from ..images import IDENTITY_PREFIX, MIB, TestImage, sha256_file
+from .kernel import Kernel
 
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
@@ -34,44 +36,65 @@ LABEL disk-os
   APPEND console=ttyS0 loglevel=4 imaging-disk-os
 """
 FAT_SLACK = MIB  # room for the FAT tables, folders and syslinux's ldlinux.sys and ldlinux.c32
+FILES_MIB = 2  # random files in the ext4: a few, the transfers under TCG stay short
+SWAP_MIB = 2
 
 
-def fat_kib(kernel: Kernel, disk_os: Path) -> int:
-    """The size in KiB of the FAT file system of a boot image: its files and
-    some room, in whole MiB."""
+def fat_mib(kernel: Kernel, disk_os: Path) -> int:
+    """The size in MiB of a boot image's FAT partition: its files and some room."""
     needed = kernel.vmlinuz.stat().st_size + disk_os.stat().st_size + FAT_SLACK
-    return -(-needed // MIB) * 1024
+    return -(-needed // MIB)
 
 
-async def make_boot_image(kernel: Kernel, disk_os: Path, target: Path, size_mib: int, identity: str) -> TestImage:
-    """Write at ``target`` a raw bootable image of ``size_mib`` MiB whose OS
-    (``kernel`` with initramfs ``disk_os``) says it is ``identity`` (an
-    ``imaging-test-image …`` line, see :func:`imaging.testbed.images.new_identity`).
+def boot_spec(kernel: Kernel, disk_os: Path, size_mib: int, syslinux_cfg: Path, seed: int = 0) -> DiskSpec:
+    """The disk of a boot image of ``size_mib`` MiB whose FAT holds ``syslinux_cfg`` (a host file
+    holding :data:`SYSLINUX_CFG`), ``kernel`` and ``disk_os``.  ValueError when they do not fit."""
+    files = {f"/{KERNEL_NAME}": kernel.vmlinuz.resolve(), f"/{INITRD_NAME}": disk_os.resolve(),
+             "/syslinux.cfg": syslinux_cfg}
+    return DiskSpec(size_mib, label="dos", fat_mib=fat_mib(kernel, disk_os), swap_mib=SWAP_MIB, files_mib=FILES_MIB,
+                    seed=seed, fat_files=files, bootable=True)
 
-    The image is made beside ``target`` and renamed over it.  Raises
-    ValueError when ``identity`` is not an identity line or the files do not
-    fit in ``size_mib`` MiB.
+
+def smallest_mib(kernel: Kernel, disk_os: Path) -> int:
+    """The size in MiB of the smallest boot image of this kernel and initramfs."""
+    size = fat_mib(kernel, disk_os) + SWAP_MIB + 1
+    while True:
+        try:
+            boot_spec(kernel, disk_os, size, Path("/syslinux.cfg"))
+        except ValueError:
+            size += 1
+        else:
+            return size
+
+
+def seed_of(identity: str) -> int:
+    """The seed of an image's random contents, from its identity: images differ, one image is made alike."""
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big")
+
+
+async def make_boot_disk(kernel: Kernel, disk_os: Path, target: Path, size_mib: int, identity: str) -> DiskInfo:
+    """Write at ``target`` a raw bootable image of ``size_mib`` MiB (a sparse file) whose OS (``kernel``
+    with initramfs ``disk_os``) says it is ``identity`` (an ``imaging-test-image …`` line, see
+    :func:`imaging.testbed.images.new_identity`); what it holds.
+
+    The image appears complete or not at all.  Raises ValueError when ``identity`` is not an
+    identity line or the files do not fit in ``size_mib`` MiB.
     """
     if not identity.startswith(IDENTITY_PREFIX + " ") or "\n" in identity:
         raise ValueError(f"not an identity line: {identity!r}")
-    fat = fat_kib(kernel, disk_os)
-    if fat * 1024 > size_mib * MIB:
-        raise ValueError(f"a boot image of this kernel and initramfs needs at least {fat // 1024} MiB, "
-                         f"not {size_mib}")
+    smallest = smallest_mib(kernel, disk_os)
+    if size_mib < smallest:
+        raise ValueError(f"a boot image of this kernel and initramfs needs at least {smallest} MiB, not {size_mib}")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as scratch:
-        files = Path(scratch) / "files"  # the FAT's contents; mcopy follows the symlinks
-        (files / Path(IDENTITY_FILE).parent.relative_to("/")).mkdir(parents=True)
-        (files / IDENTITY_FILE.lstrip("/")).write_text(identity + "\n")
-        (files / "syslinux.cfg").write_text(SYSLINUX_CFG)
-        (files / KERNEL_NAME).symlink_to(kernel.vmlinuz.resolve())
-        (files / INITRD_NAME).symlink_to(disk_os.resolve())
-        raw = Path(scratch) / "disk.img"
-        await run(tool(MKFS_VFAT), "-C", "-n", "IMAGING", str(raw), str(fat))
-        await run(tool(SYSLINUX), "--install", str(raw))
-        await run(tool(MCOPY), "-s", "-i", str(raw), *sorted(str(f) for f in files.iterdir()), "::/",
-                  env=MTOOLS_ENV)
-        os.truncate(raw, size_mib * MIB)
-        raw.replace(target)
+        config = Path(scratch) / "syslinux.cfg"
+        config.write_text(SYSLINUX_CFG)
+        info = await make_disk(target, boot_spec(kernel, disk_os, size_mib, config, seed_of(identity)), identity)
+    return info
+
+
+async def make_boot_image(kernel: Kernel, disk_os: Path, target: Path, size_mib: int, identity: str) -> TestImage:
+    """:func:`make_boot_disk`, as a test image (its checksums)."""
+    await make_boot_disk(kernel, disk_os, target, size_mib, identity)
     digest = sha256_file(target)
     return TestImage(target, digest, digest, size_mib * MIB, identity)

@@ -1,14 +1,18 @@
 """The two initramfs the testbed's virtual machines boot, built from Debian's programs.
 
 * The **imaging OS** (pxelinux boots it with ``APPEND console=ttyS0 imaging-os``):
-  busybox, ``udp-receiver``, ``zstd`` and netcat-openbsd's ``nc``; its init
-  gets an address by DHCP and serves a root shell on telnet (busybox
-  ``telnetd -l /bin/sh``), as the product expects of a real testbed's
-  imaging OS.
+  busybox, ``udp-receiver``, ``zstd`` and netcat-openbsd's ``nc``, and for
+  the file-system-aware images partclone (``partclone.ext2/3/4``, ``.vfat``,
+  ``.fat``, ``.dd``), util-linux's ``sfdisk``, ``blkid`` and ``mkswap`` and
+  coreutils' ``head`` and ``dd``; its init gets an address by DHCP and serves a root
+  shell on telnet (busybox ``telnetd -l /bin/sh``), as the product expects of
+  a real testbed's imaging OS.  The kernel reads the disk's partition table
+  itself (dos and GPT support are built in): ``/dev/vda1``… exist.
 * The **disk OS**, the "installed OS" of the bootable test images
   (:mod:`imaging.testbed.vm.bootimage`): busybox and ``dropbear``; its init
   copies the identity line of the disk it booted from (``/etc/imaging-image``
-  on the disk's FAT) to its own ``/etc/imaging-image``, gets an address by
+  on the FAT of partition 1, ``/dev/vda1``, or of the whole disk for an
+  unpartitioned image) to its own ``/etc/imaging-image``, gets an address by
   DHCP and serves ssh to root with the given key.
 
 Both inits print ``@state dhcp`` then ``@state telnet`` or ``@state ssh`` on the
@@ -37,8 +41,23 @@ from pathlib import Path
 from ...errors import ImagingError
 from ..images import IDENTITY_FILE
 from ..procs import run
-from ..programs import BUSYBOX, DASH, DROPBEAR, LDD, NC_OPENBSD, UDP_RECEIVER, ZSTD
-from .kernel import Kernel, tool
+from ..programs import (
+    BLKID,
+    BUSYBOX,
+    DASH,
+    DD,
+    DROPBEAR,
+    LDD,
+    MKSWAP,
+    NC_OPENBSD,
+    PARTCLONE_DD,
+    PARTCLONE_EXT4,
+    PARTCLONE_VFAT,
+    SFDISK,
+    UDP_RECEIVER,
+    ZSTD,
+)
+from .kernel import HEAD, Kernel, tool
 
 IMAGING_OS = "imaging-os"
 DISK_OS = "disk-os"
@@ -50,9 +69,25 @@ FAT_MODULES = ("vfat", "nls_cp437", "nls_ascii")  # the FAT's default codepage a
 # sessions, /bin/sh, is Debian's dash (as on the emulated nodes); the scripts written here run
 # in busybox sh.
 SHELL_PROGRAM = {"bin/sh": DASH}
+# What the file-system-aware images run besides udp-receiver and zstd.  busybox's applets do not do:
+# its head -c reads its input through stdio buffers, past the count (the restore's partitions that
+# follow in the same pipe are lost); its dd does not say "N bytes (…) copied" (the restore checks that
+# a step got all its bytes by it); its mkswap has no -U, it has no sfdisk, and its blkid no -p -o -O
+# -S.  Its blockdev (--getsize64), cat, rm, grep, [ and echo behave as coreutils' do.
+PARTITION_PROGRAMS = {"usr/sbin/partclone.ext4": PARTCLONE_EXT4, "usr/sbin/partclone.vfat": PARTCLONE_VFAT,
+                      "usr/sbin/partclone.dd": PARTCLONE_DD, "usr/sbin/sfdisk": SFDISK, "usr/sbin/blkid": BLKID,
+                      "usr/sbin/mkswap": MKSWAP, "usr/bin/head": HEAD, "usr/bin/dd": DD}
+# Other names of a program copied in, as Debian's links (one engine for FAT, one for ext2/3/4): path → target
+IMAGING_OS_LINKS = {"usr/sbin/partclone.fat": "/usr/sbin/partclone.vfat",
+                    "usr/sbin/partclone.ext2": "/usr/sbin/partclone.ext4",
+                    "usr/sbin/partclone.ext3": "/usr/sbin/partclone.ext4"}
 IMAGING_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/bin/udp-receiver": UDP_RECEIVER, "usr/bin/zstd": ZSTD,
-                       "usr/bin/nc": NC_OPENBSD}
+                       "usr/bin/nc": NC_OPENBSD, **PARTITION_PROGRAMS}
 DISK_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/sbin/dropbear": DROPBEAR}
+# The C library loads libgcc_s by dlopen, unseen by ldd, when a thread exits or is cancelled; without
+# it partclone (threads) aborts at its end, image written, with "libgcc_s.so.1 must be installed".
+LIBC = "libc.so.6"
+DLOPENED = ("libgcc_s.so.1",)  # beside libc
 MODULE_LIST = "etc/modules"  # the .ko files the init loads, in order
 DHCP_HOOK = "usr/share/udhcpc/default.script"
 DISK = "/dev/vda"  # the VM's virtio-blk disk, which the disk OS booted from
@@ -140,16 +175,20 @@ idle
 """
 
 DISK_OS_INIT = INIT_HEAD + r"""
-# the installed OS of a test image: it is what its disk says it is
+# the installed OS of a test image: it is what its disk says it is, in the FAT of partition 1
+# (the kernel has read the table when the disk appears), or of the whole disk (a "superfloppy")
 waitfor __DISK__ || say "no disk __DISK__"
 mkdir -p /mnt/disk
-if mount -t vfat -o ro __DISK__ /mnt/disk; then
-    head -n 1 /mnt/disk__IDENTITY_FILE__ > __IDENTITY_FILE__ || say "the disk holds no __IDENTITY_FILE__"
+for fat in __DISK__1 __DISK__ none; do
+    [ -b "$fat" ] && mount -t vfat -o ro "$fat" /mnt/disk 2>/dev/null && break
+done
+if [ "$fat" != none ]; then
+    head -n 1 /mnt/disk__IDENTITY_FILE__ > __IDENTITY_FILE__ || say "$fat holds no __IDENTITY_FILE__"
     umount /mnt/disk
 else
-    say "cannot mount the disk __DISK__"
+    say "no FAT on __DISK__1 nor __DISK__"
 fi
-say "booted $(cat __IDENTITY_FILE__ 2>/dev/null)"
+say "booted $(cat __IDENTITY_FILE__ 2>/dev/null) (from $fat)"
 """ + INIT_DHCP + r"""
 cd /
 start 22 ssh dropbear -F -E -s -j -k -p 22 __HOST_KEYS__ -P /run/dropbear.pid
@@ -236,36 +275,45 @@ async def _libraries(binary: str) -> list[str]:
     return [m[1] for line in out.splitlines() if (m := _LIBRARY_RE.search(line.strip()))]
 
 
-async def _add_programs(tree: _Tree, programs: dict[str, str]) -> None:
-    """Add busybox (with a link for each applet) and ``programs`` (path inside
-    → host command, replacing busybox's applet of that name), with the
-    libraries each needs at the paths ``ldd`` shows."""
+async def _add_programs(tree: _Tree, programs: dict[str, str], links: dict[str, str]) -> None:
+    """Add busybox (with a link for each applet), ``programs`` (path inside →
+    host command, replacing busybox's applet of that name) and ``links`` (path
+    inside → target), with the libraries each needs at the paths ``ldd``
+    shows, and what the C library loads unseen (:data:`DLOPENED`)."""
     busybox = tool(BUSYBOX)
     hosts = {path: tool(command) for path, command in programs.items()}
-    names = {Path(path).name for path in programs}
+    names = {Path(path).name for path in [*programs, *links]}
     for applet in (await run(busybox, "--list-full")).split():
         if Path(applet).name not in names:
             tree.symlink(applet, "/bin/busybox")
     tree.copy("bin/busybox", Path(busybox), 0o755)  # after the links: it lists itself as an applet
     for path, host in hosts.items():
         tree.copy(path, Path(host), 0o755)
+    for path, target in links.items():
+        tree.symlink(path, target)
     for libraries in await asyncio.gather(*(_libraries(b) for b in [busybox, *hosts.values()])):
         for library in libraries:
             if library.lstrip("/") not in tree.entries:  # libc and the loader: once
                 tree.copy(library.lstrip("/"), Path(library), 0o755)
+            for loaded in (Path(library).with_name(name) for name in DLOPENED if Path(library).name == LIBC):
+                if not loaded.is_file():
+                    raise ImagingError(f"{loaded} is missing: the C library loads it (install libgcc-s1)")
+                tree.entries.setdefault(str(loaded).lstrip("/"), _Entry(stat.S_IFREG | 0o755, loaded.read_bytes()))
 
 
 async def _base_tree(kernel: Kernel, name: str, modules: Sequence[str], programs: dict[str, str],
-                     init: str) -> _Tree:
-    """What both initramfs hold: folders, the console, the programs, the
-    modules (and their list, in load order), the DHCP hook and ``init``."""
+                     init: str, links: dict[str, str] | None = None) -> _Tree:
+    """What both initramfs hold: folders, the console, ``/etc/mtab``, the
+    programs (and ``links``), the modules (and their list, in load order), the
+    DHCP hook and ``init``."""
     tree = _Tree()
-    for folder in ("proc", "sys", "dev", "run", "mnt", "etc"):
+    for folder in ("proc", "sys", "dev", "run", "mnt", "etc", "var/log"):  # partclone logs in /var/log
         tree.folder(folder)
     tree.folder("tmp", 0o1777)
     tree.char_device("dev/console", 5, 1)
     tree.symlink("var/run", "/run")
-    await _add_programs(tree, programs)
+    tree.symlink("etc/mtab", "/proc/self/mounts")  # partclone refuses a mounted partition by /etc/mtab
+    await _add_programs(tree, programs, links or {})
     files = await kernel.modules_for(modules)
     listed = [str(f.relative_to(kernel.tree)) for f in files]
     for path, source in zip(listed, files, strict=True):
@@ -296,7 +344,8 @@ async def _build(name: str, tree: _Tree, cache_dir: Path) -> Path:
 
 async def build_imaging_os(kernel: Kernel, cache_dir: Path) -> Path:
     """The imaging OS's initramfs for ``kernel`` (cached in ``cache_dir``)."""
-    tree = await _base_tree(kernel, IMAGING_OS, NET_MODULES, IMAGING_OS_PROGRAMS, IMAGING_OS_INIT)
+    tree = await _base_tree(kernel, IMAGING_OS, NET_MODULES, IMAGING_OS_PROGRAMS, IMAGING_OS_INIT,
+                            IMAGING_OS_LINKS)
     return await _build(IMAGING_OS, tree, cache_dir)
 
 

@@ -28,10 +28,12 @@ PACKAGE_DIR = Path("/var/cache/imaging-testbed")
 PACKAGE_RE = re.compile(r"linux-image-\d+\.\d+\.\d+-\d+-amd64_(?P<version>[^_]+)_amd64\.deb")
 FETCH_HINT = "run `make vm-packages` (it runs `apt-get download linux-image-<abi>-amd64` into that folder)"
 
+HEAD = "head"  # coreutils' head, which imaging.testbed.programs lists among the firmware's programs
 # The host commands the VM builders run or copy (their packages: imaging.testbed.programs).
 BUILD_TOOLS = (DPKG_DEB, DEPMOD, MODPROBE, programs.LDD, programs.BUSYBOX, programs.DASH, programs.UDP_RECEIVER,
                programs.ZSTD, programs.NC_OPENBSD, programs.DROPBEAR, programs.MKFS_VFAT, programs.SYSLINUX,
-               programs.MCOPY, programs.MTYPE, programs.MDIR)
+               programs.MCOPY, programs.MTYPE, programs.MDIR, programs.PARTCLONE_EXT4, programs.PARTCLONE_VFAT,
+               programs.PARTCLONE_DD, programs.SFDISK, programs.BLKID, programs.MKSWAP, programs.DD, HEAD)
 tool = programs.find  # the path of a host command, or UsageError naming its package
 
 

@@ -3,8 +3,8 @@
 From the Debian kernel package (unpacked beside it, never installed, and
 shared by every testbed of the machine): the imaging OS
 (kernel + initramfs) in the TFTP tree, the repository's ``default`` image
-(a bootable disk image whose OS answers ssh and names itself in
-``/etc/imaging-image``), a bootable "factory" image on each machine's disk,
+(a partitioned bootable disk image whose OS answers ssh and names
+itself in ``/etc/imaging-image``), a bootable "factory" image on each machine's disk,
 and the accelerator.  Builds are cached under ``DIR/cache/vm`` and redone
 only when an input changes.
 """
@@ -25,8 +25,8 @@ from . import accel, bootimage, initramfs, kernel
 
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")  # what qemu's virtio-net boots from
 MAX_VMS = 16
-DISK_MIB = 32
-IMAGE_MIB = 16
+DISK_MIB = 48
+IMAGE_MIB = 32  # a partitioned boot image: FAT (kernel, initramfs) 12 MiB, ext4 17, swap 2
 HARD_DRIVE = "/dev/vda"  # a virtio-blk disk
 
 
@@ -72,7 +72,7 @@ async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], re
     imaging_os = await initramfs.build_imaging_os(tree, cache)
     disk_os = await initramfs.build_disk_os(tree, cache, [layout.host_key, layout.rsa_host_key],
                                             layout.client_key.with_name(layout.client_key.name + ".pub"))
-    smallest = -(-bootimage.fat_kib(tree, disk_os) // 1024)
+    smallest = bootimage.smallest_mib(tree, disk_os)
     if image_mib < smallest:
         raise UsageError(f"--image-size {image_mib}: a bootable image of this kernel needs at least {smallest} MiB")
     pxe.prepare_tftp(layout, tree.vmlinuz, imaging_os)
