@@ -63,7 +63,12 @@ if [ -n "$TB_LOOP" ]; then
     # a bug must never reach a real disk: the loop device must be the one of the disk file
     L=/sys/block/$TB_LOOP
     backing=$(cat "$L/loop/backing_file" 2>/dev/null)
-    if [ -z "$backing" ] || [ "$(stat -L -c %d:%i "$backing" 2>/dev/null)" != "$TB_DISK_ID" ]; then
+    # the kernel names the file from the machine's root: in a chroot, with the chroot's folder before it
+    case "$backing" in
+        "$TB_DISK"|*/"${TB_DISK#/}") checked=$TB_DISK ;;
+        *) checked= ;;
+    esac
+    if [ -z "$checked" ] || [ "$(stat -L -c %d:%i "$checked" 2>/dev/null)" != "$TB_DISK_ID" ]; then
         halt disk-refused "$TB_LOOP is not the loop device of the disk file $TB_DISK"
     fi
 else

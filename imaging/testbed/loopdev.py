@@ -375,6 +375,8 @@ def attached_to(path: Path) -> list[str]:
             backing = (entry / "loop" / "backing_file").read_text().strip()
         except OSError:  # not attached, or detached meanwhile
             continue
-        if backing == target or backing == f"{target} (deleted)":
+        backing = backing.removesuffix(" (deleted)")
+        # the kernel names the file from the machine's root: in a chroot, the chroot's folder comes first
+        if backing == target or backing.endswith(target):
             found.append(entry.name)
     return found
