@@ -42,11 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--cmc-only", action="store_true",
                     help="management cards only, no node namespaces (control-plane benchmarks)")
     up.add_argument("--disk-size", type=int, metavar="MiB",
-                    help="size of each node's disk file (default 64, VMs 32)")
+                    help="size of each node's disk file (default 64, VMs 48)")
     up.add_argument("--hard-drive", metavar="PATH",
                     help="where a node's disk appears inside it, under /dev (default /dev/sda, VMs /dev/vda)")
     up.add_argument("--image-size", type=int, metavar="MiB",
-                    help="size of the default image once decompressed (default 8, VMs 16)")
+                    help="size of the default image once decompressed (default 8, VMs 32)")
     up.add_argument("--leases", action="store_true",
                     help="make the product check the testbed's leases API ([leases] backend = r2labapi)")
 
