@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -96,9 +95,16 @@ def used_data_zstd(disk: Path, work: Path) -> int:
     return int(tar.stdout.split()[0])
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file (a whole disk)."""
-    return sha256_file(path)
+def fastest(layout: Layout, folder: Path, row: Row, what: str, runs: list[list[str]]) -> float | None:
+    """The shortest wall time of the commands ``runs``; None, with a note in ``row``, when one failed."""
+    times = []
+    for argv in runs:
+        seconds, done = command(layout, folder, *argv)
+        if done.returncode != 0:
+            row.notes.append(f"{what} failed: {(done.stdout + done.stderr).strip()[-400:]}")
+            return None
+        times.append(seconds)
+    return min(times)
 
 
 def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mib: int) -> Row:
@@ -123,30 +129,19 @@ def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mi
         folder.mkdir()
         for label, extra in (("fs", ()), ("raw", ("--raw",))):
             runs = RUNS if label == "fs" else 1  # the cheap ones twice: the faster run is the figure
-            times = []
-            for run in range(runs):
-                seconds, done = command(layout, folder, "save", *extra, "-o", f"{label}{run}", "1")
-                if done.returncode != 0:
-                    row.notes.append(f"save {label} failed: {(done.stdout + done.stderr).strip()[-400:]}")
-                    break
-                times.append(seconds)
-            if len(times) < runs:
+            saved = fastest(layout, folder, row, f"save {label}",
+                            [["save", *extra, "-o", f"{label}{run}", "1"] for run in range(runs)])
+            if saved is None:
                 continue
             image = next(folder.glob(f"saving__fit01__*__{label}0.*.zst"))
-            row.figures[f"save {label} s"] = min(times)
+            row.figures[f"save {label} s"] = saved
             row.figures[f"image {label} MiB"] = image.stat().st_size / 2**20
             count = targets if label == "fs" or disk_mib < BIG_MIB else min(targets, RAW_BIG_TARGETS)
-            spec_nodes = f"2-{1 + count}"
-            times = []
-            for _ in range(runs):
-                seconds, done = command(layout, folder, "load", "-i", str(image), spec_nodes)
-                if done.returncode != 0:
-                    row.notes.append(f"load {label} failed: {(done.stdout + done.stderr).strip()[-400:]}")
-                    break
-                times.append(seconds)
-            if len(times) < runs:
+            loaded = fastest(layout, folder, row, f"load {label}",
+                             [["load", "-i", str(image), f"2-{1 + count}"]] * runs)
+            if loaded is None:
                 continue
-            row.figures[f"load {label} s"] = min(times)
+            row.figures[f"load {label} s"] = loaded
             row.figures[f"load {label} nodes"] = count
             for number in range(2, 2 + count):
                 cmc(layout, number, "off")
@@ -164,11 +159,11 @@ def check_targets(layout: Layout, source: Path, report: disks.DiskReport, label:
                   numbers: range) -> list[str]:
     """The loaded nodes whose disk does not hold the source's (by inspection, or by bytes for raw)."""
     bad = []
-    raw_sha = sha256_of(source) if label == "raw" else ""
+    raw_sha = sha256_file(source) if label == "raw" else ""
     for number in numbers:
         disk = layout.disk_path(layout.nodes()[number - 1])
         if label == "raw":
-            if sha256_of(disk) != raw_sha:
+            if sha256_file(disk) != raw_sha:
                 bad.append(f"fit{number:02d}: bytes differ")
             continue
         got = asyncio.run(disks.inspect(disk))
@@ -225,8 +220,6 @@ def main() -> int:
                   + (" (target <= 1.15)" if " fs" in key else "")
                   + (f" ({int(big.figures.get('load raw nodes', 0))} vs {int(small.figures.get('load raw nodes', 0))}"
                      " nodes)" if key == "load raw s" else ""))
-    digest = hashlib.sha256(json.dumps([r.figures for r in rows]).encode()).hexdigest()[:8]
-    print(f"(run {digest})")
     return 0
 
 

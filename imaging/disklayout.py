@@ -94,10 +94,10 @@ class Layout:
         """Bytes of data the image holds: the head, and what each saved file system uses."""
         return self.head + sum(p.used or 0 for p in self.partitions)
 
-    def programs(self) -> tuple[str, ...]:
-        """The partclone programs (and mkswap) this layout needs on a node, each once."""
-        wanted = [p.method if p.saved else "mkswap" for p in self.partitions if p.method != "none"]
-        return tuple(dict.fromkeys(wanted))
+    @property
+    def logical(self) -> bool:
+        """True when the table has an extended partition (holding logical ones)."""
+        return any(p.method == "none" for p in self.partitions)
 
     def with_used(self, used: dict[int, int]) -> Layout:
         """The same layout with the used bytes of each partition that ``used`` names."""

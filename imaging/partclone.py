@@ -26,6 +26,7 @@ MARK_RE = re.compile(MARK + r" (head|sync|\d+)\s*$")
 DUMP_MARK, SIZE_MARK, WHOLE_MARK = "__IMAGING_DUMP__", "__IMAGING_SIZE__", "__IMAGING_WHOLE__"
 FS_MARK, DEV_MARK = "__IMAGING_FS__", "__IMAGING_DEV__"
 FS_RE, DEV_RE = re.compile(FS_MARK + r" (\d+)$"), re.compile(DEV_MARK + r" (\d+)$")
+PROBE_PROGRAMS = ("sfdisk", "blkid")  # what table_probe and fs_probe ask
 OPTIONS = "-L /dev/null -B -f 1"  # no log file (the output is the log), progress each second without block
 # detail (-f also ends the 2 s partclone otherwise sleeps at its end)
 MAX_COMMAND = 3500  # characters: a terminal line holds 4095, the telnet session reads one line
@@ -176,6 +177,18 @@ def _restore_partition(part: Partition, disk: str) -> str:
     return f"{part.method} -r -s - -O {d} -E {part.start} -C {OPTIONS}"
 
 
+def save_programs(layout: Layout) -> tuple[str, ...]:
+    """The partclone programs :func:`save_producer` runs for ``layout`` (beside ``dd``), each once."""
+    return tuple(dict.fromkeys(p.method for p in layout.partitions if p.saved))
+
+
+def restore_programs(layout: Layout) -> tuple[str, ...]:
+    """The programs :func:`restore_consumer` runs for ``layout``, each once."""
+    table = ("sfdisk",) if layout.label == "gpt" or layout.logical else ()
+    parts = [p.method if p.saved else "mkswap" for p in layout.partitions if p.method != "none"]
+    return tuple(dict.fromkeys(("head", "dd", *table, *parts)))
+
+
 def restore_consumer(layout: Layout, disk: str) -> str:
     """The node-side command that reads the payload on its standard input and writes the disk."""
     d = shlex.quote(disk)
@@ -184,7 +197,7 @@ def restore_consumer(layout: Layout, disk: str) -> str:
         steps += [mark("head"), _copy_exactly(layout.head, d, 0)]
         if layout.label == "gpt":  # the backup table at this disk's own end, the primary pointing at it
             steps.append(f"sfdisk --no-reread --no-tell-kernel --relocate gpt-bak-std {d} >/dev/null 2>&1")
-        elif any(p.method == "none" for p in layout.partitions):  # logical partitions: their boot records
+        elif layout.logical:  # logical partitions: their boot records
             lines = " ".join(shlex.quote(line) for line in table_for(layout.table, disk))
             steps.append(f"printf '%s\\n' {lines} | sfdisk --wipe never --wipe-partitions never --no-reread"
                          f" --no-tell-kernel -q {d} >/dev/null")

@@ -3,6 +3,7 @@ sfdisk, blkid, partclone, mkswap and zstd output), and the reading of what they 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -264,8 +265,7 @@ def test_logical_partitions_round_trip(tmp_path: Path, files: Path) -> None:
     script = "label: dos\nsize=40M, type=83\ntype=5\nsize=24M, type=c\nsize=8M, type=82\n"
     subprocess.run(["sfdisk", "-q", str(disk)], input=script.encode(), check=True)
     table = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True).stdout
-    starts = {int(p["node"][-1]): int(p["start"]) * 512 for p in __import__("json").loads(table)["partitiontable"]
-              ["partitions"]}
+    starts = {int(p["node"][-1]): int(p["start"]) * 512 for p in json.loads(table)["partitiontable"]["partitions"]}
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(files), "-E", f"offset={starts[1]}", str(disk), "40M"],
                    check=True)
     subprocess.run(["mkfs.vfat", "--offset", str(starts[5] // 512), str(disk), str(24 * 1024)], check=True,

@@ -103,18 +103,25 @@ MISSING = "__IMAGING_MISSING__"
 MISSING_RE = re.compile(MISSING + r' ([^\s"$]+)\s*$')  # not the echo of the loop, which says "$p"
 
 
+async def _ask(node: Node, command: str, settings: telnet.TelnetSettings, late: str) -> tuple[int, list[str]]:
+    """The exit status and output of a short command on the node; NodeFailure ``the imaging OS did not
+    <late> within …`` when it does not answer in time (a hung telnet must not take the deadline)."""
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(QUESTION_TIMEOUT):
+            status = await telnet.run(node.control.ip, command, settings, lines.append)
+    except TimeoutError:
+        raise NodeFailure(f"the imaging OS did not {late} within {QUESTION_TIMEOUT:g}s") from None
+    return status, lines
+
+
 async def check_programs(node: Node, programs: Sequence[str], settings: telnet.TelnetSettings,
                          section: str) -> None:
     """NodeFailure naming the programs of ``programs`` that the node's imaging OS does not have (a
     pipeline would otherwise fail half-way, or wait on a netcat whose producer never started)."""
     names = " ".join(shlex.quote(p) for p in programs)
     check = f'for p in {names}; do command -v "$p" >/dev/null 2>&1 || echo "{MISSING} $p"; done'
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(QUESTION_TIMEOUT):
-            await telnet.run(node.control.ip, check, settings, lines.append)
-    except TimeoutError:
-        raise NodeFailure(f"the imaging OS did not say which programs it has within {QUESTION_TIMEOUT:g}s") from None
+    _, lines = await _ask(node, check, settings, "say which programs it has")
     missing = [found.group(1) for line in lines if (found := MISSING_RE.search(line))]
     if missing:
         raise NodeFailure(f"the imaging OS of {node.hostname} has no {', '.join(missing)}: install it there,"
@@ -123,13 +130,7 @@ async def check_programs(node: Node, programs: Sequence[str], settings: telnet.T
 
 async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> int | None:
     """The size of the node's disk in bytes, asked over telnet (None if unknown)."""
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(QUESTION_TIMEOUT):
-            status = await telnet.run(node.control.ip, DISK_SIZE.format(disk=shlex.quote(disk)), settings,
-                                      lines.append)
-    except TimeoutError:
-        raise NodeFailure(f"the imaging OS did not tell its disk size within {QUESTION_TIMEOUT:g}s") from None
+    status, lines = await _ask(node, DISK_SIZE.format(disk=shlex.quote(disk)), settings, "tell its disk size")
     numbers = [int(found.group(1)) for line in lines if (found := re.fullmatch(r"\D*?(\d+)\s*", line))]
     return numbers[-1] if status == 0 and numbers else None
 
@@ -166,21 +167,10 @@ async def reset_failed(node: Node, state: JobState, cmc: CmcClient) -> str:
     return "reset to boot its disk"
 
 
-async def _ask(node: Node, command: str, settings: telnet.TelnetSettings, what: str) -> list[str]:
-    """The output of a short command on the node (NodeFailure when it does not answer in time)."""
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(QUESTION_TIMEOUT):
-            await telnet.run(node.control.ip, command, settings, lines.append)
-    except TimeoutError:
-        raise NodeFailure(f"the imaging OS did not tell {what} within {QUESTION_TIMEOUT:g}s") from None
-    return lines
-
-
 async def disk_layout(node: Node, disk: str, settings: telnet.TelnetSettings) -> Layout:
     """What the node's disk holds (its partition table and file systems, read by ``sfdisk`` and ``blkid``
     on the node); NodeFailure when it cannot be read or a partition to save has no device."""
-    answer = await _ask(node, partclone.table_probe(disk), settings, f"the partition table of {disk}")
+    _, answer = await _ask(node, partclone.table_probe(disk), settings, f"tell the partition table of {disk}")
     table, dump, size = partclone.split_table_probe(answer)
     if size is None or size <= 0:
         raise NodeFailure(f"the imaging OS cannot tell the size of {disk}: is it the node's disk?"
@@ -190,7 +180,7 @@ async def disk_layout(node: Node, disk: str, settings: telnet.TelnetSettings) ->
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NodeFailure(f"cannot read the partition table of {disk} (sfdisk --json said something else: {exc});"
                           " save with --raw") from None
-    answer = await _ask(node, partclone.fs_probe(disk, places), settings, f"the file systems of {disk}")
+    _, answer = await _ask(node, partclone.fs_probe(disk, places), settings, f"tell the file systems of {disk}")
     filesystems, devices = partclone.split_fs_probe(answer)
     try:
         layout = partclone.layout_from(table, dump, size, disk, filesystems)

@@ -129,10 +129,10 @@ class Session:
             except NodeFailure as exc:  # the session broke, or the receiver stalled: say where the restore was
                 if parser.steps is None or parser.steps.current is None:
                     raise
-                message, log_note = exc.message, ""
-                if message.endswith(")") and " (log " in message:  # the log stays last
-                    message, log_note = message.rsplit(" (log ", 1)[0], " (log " + message.rsplit(" (log ", 1)[1]
-                raise NodeFailure(f"{message} while writing {parser.steps.where()}{log_note}") from None
+                message, sep, log_note = exc.message.rpartition(" (log ")  # the log stays last
+                if not sep:
+                    message, log_note = exc.message, ""
+                raise NodeFailure(f"{message} while writing {parser.steps.where()}{sep}{log_note}") from None
             output.write(f"exit status {status}\n")
         where = f" while writing {parser.steps.where()}" if parser.steps is not None else ""
         if parser.failure:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import patterns, telnet
+from .. import partclone, patterns, telnet
 from ..cmc import CmcClient, ensure_reset
 from ..disklayout import Layout, trailer
 from ..errors import NodeFailure
@@ -88,7 +88,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
     disk = plan.disk[node.number]
     layout: Layout | None = None
     if plan.transport.records_layout(target.name):
-        await check_programs(node, ("sfdisk", "blkid"), plan.boot.telnet, plan.transport.name)
+        await check_programs(node, partclone.PROBE_PROGRAMS, plan.boot.telnet, plan.transport.name)
         layout = await disk_layout(node, disk, plan.boot.telnet)
         await check_programs(node, plan.transport.node_programs(None, layout), plan.boot.telnet, plan.transport.name)
         size: int | None = layout.disk_size

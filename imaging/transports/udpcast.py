@@ -33,7 +33,6 @@ from ..imagecheck import check_zstd
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
 
 LAYOUT_EXTENSION = ".ptcl.zst"
-SAVE_PROGRAMS = ("sfdisk", "blkid", "dd", "zstd")  # the file-system-aware save's, beside netcat and partclone
 
 
 def decompressed_size(path: Path) -> int | None:
@@ -115,7 +114,6 @@ class LayoutParser(UdpcastParser):
 
     def feed(self, line: str) -> Progress | None:
         """Digest one line of the receiver, zstd or the restore."""
-        before = self.work
         percent = self.steps.feed(line)
         if self.steps.failure and self.failure is None:
             self.failure = f"restore failed: {self.steps.failure}"
@@ -125,8 +123,6 @@ class LayoutParser(UdpcastParser):
         progress = super().feed(line)
         if self.failure and self.steps.current and "(" not in self.failure:
             self.failure = f"{self.failure} ({self.steps.where()})"
-        if self.work < before:
-            self.work = before
         return None if progress is None or progress.percent is None or self.steps.current else progress
 
     def _progressed(self) -> None:
@@ -212,11 +208,10 @@ class Udpcast(Transport):
         to load; zstd and netcat to save (and what reads the disk's layout, and its partclone programs)."""
         if image is None:
             if layout is not None:
-                return (*SAVE_PROGRAMS, self.netcat, *(p.method for p in layout.partitions if p.saved))
+                return (*partclone.PROBE_PROGRAMS, "dd", "zstd", self.netcat, *partclone.save_programs(layout))
             return ("zstd", self.netcat)
         if layout is not None:
-            sfdisk = ("sfdisk",) if layout.label == "gpt" or any(p.method == "none" for p in layout.partitions) else ()
-            return (self.receiver, "zstd", "head", "dd", *sfdisk, *layout.programs())
+            return (self.receiver, "zstd", *partclone.restore_programs(layout))
         return (self.receiver, "zstd") if image.name.endswith(".zst") else (self.receiver,)
 
     def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
