@@ -2,6 +2,7 @@
 # make demo   the same install, then an emulated testbed of 8 nodes loaded by multicast (root)
 # make demo-vm  the same, then 3 qemu VMs booting over PXE, loaded, saved (root; ~80 s under TCG)
 # make bench  the benchmarks of bench/
+# make frisbee  Emulab's frisbee programs, built from third_party/ (test, demo and bench do it)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ VM_PACKAGES := $(shell grep -v '^\#' debian-packages-vm.txt)
 # where the VM tier finds the Debian kernel package (unpacked by the testbed, never installed)
 KERNEL_DIR := /var/cache/imaging-testbed
 
-.PHONY: test demo demo-vm bench lint system-packages vm-packages clean
+.PHONY: test demo demo-vm bench lint system-packages vm-packages frisbee clean
 
 # apt-get install the packages given that are not installed yet
 define apt_install
@@ -43,25 +44,29 @@ vm-packages: system-packages
 	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && apt-get download -q $$kernel; \
 	fi
 
+# Emulab's frisbee programs, built from third_party/ into /var/cache/imaging-testbed/frisbee unless installed
+frisbee: system-packages $(INSTALLED)
+	$(BIN)/python -m imaging.testbed.frisbee
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check imaging tests bench inventory bin
 	$(BIN)/mypy --strict imaging
 
-test: system-packages vm-packages $(INSTALLED) lint
+test: system-packages vm-packages $(INSTALLED) frisbee lint
 	$(BIN)/pytest
 
 DEMO := .demo
-demo: system-packages $(INSTALLED)
+demo: system-packages $(INSTALLED) frisbee
 	@if [ -d $(DEMO)/testbed ]; then $(BIN)/imaging-testbed down --dir $(DEMO)/testbed >/dev/null 2>&1 || true; fi
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cd $(DEMO) && ../$(BIN)/imaging-testbed demo 8 --dir testbed
 
-demo-vm: vm-packages $(INSTALLED)
+demo-vm: vm-packages $(INSTALLED) frisbee
 	@if [ -d $(DEMO)/vm ]; then $(BIN)/imaging-testbed down --dir $(DEMO)/vm >/dev/null 2>&1 || true; fi
 	@rm -rf $(DEMO)/vm && mkdir -p $(DEMO)
 	cd $(DEMO) && ../$(BIN)/imaging-testbed demo 3 --vm --dir vm
 
-bench: system-packages $(INSTALLED)
+bench: system-packages $(INSTALLED) frisbee
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/control.py
 	$(BIN)/python bench/fanout.py

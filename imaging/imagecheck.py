@@ -144,13 +144,6 @@ def check_raw(path: Path) -> Content:
     return _with_file(path, walk)
 
 
-def check_readable(path: Path) -> Content:
-    """Only that the file can be read and is not empty (what is checked of ``.ndz`` images for now:
-    the frisbee stand-ins of the tests write raw bytes under that name, which :func:`check_ndz`
-    refuses)."""
-    return _with_file(path, lambda path, reader: Content("ndz", reader.size, None, 1))
-
-
 def check_zstd(path: Path) -> Content:
     """A ``.img.zst``: every zstd frame complete, its declared content size plausible."""
     return _with_file(path, _walk_zstd)

@@ -44,7 +44,7 @@ class Format:
 FORMATS: dict[str, Format] = {
     ".ptcl.zst": Format("udpcast", disklayout.check_image),
     ".img.zst": Format("udpcast", imagecheck.check_zstd),
-    ".ndz": Format("frisbee", imagecheck.check_readable),
+    ".ndz": Format("frisbee", imagecheck.check_ndz),
     ".img": Format("udpcast", imagecheck.check_raw),
 }
 EXTENSIONS: dict[str, str] = {ext: kind.transport for ext, kind in FORMATS.items()}  # extension -> transport

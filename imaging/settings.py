@@ -107,7 +107,7 @@ def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
 
 def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targets: dict[int, Path],
               transport: Transport, *, timeout: float | None, reset_after: bool, lock_wait: float,
-              radical: str, comment: str, user: str) -> SavePlan:
+              radical: str, comment: str, user: str, raw: bool = False) -> SavePlan:
     """Everything a save needs, from the config and the command line."""
     stamps: dict[int, str | None] = {}
     for node in nodes:
@@ -123,7 +123,7 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
         cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),
-        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait)
+        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait, raw=raw)
 
 
 def lease_settings(config: Config) -> LeaseSettings:

@@ -5,7 +5,9 @@ The command is sent wrapped so its exit status comes back on a marker line
 ``\\r`` and ``\\n`` (progress meters rewrite their line with ``\\r``), each line
 handed to the caller, until the marker arrives.  Only then is ``exit`` sent.
 The marker's regex wants digits, so the shell's echo of the command line
-(which holds a literal ``$?``) never matches it.
+(which holds a literal ``$?``) never matches it.  A line still being written
+(frisbee prints one ``.`` per chunk, a newline after 67) can be followed too,
+as it grows (``on_partial``).
 """
 
 from __future__ import annotations
@@ -47,14 +49,16 @@ async def _open(host: str, settings: TelnetSettings) -> tuple[Any, Any]:
 
 
 async def run(host: str, command: str, settings: TelnetSettings,
-              on_line: Callable[[str], None] | None = None) -> int:
+              on_line: Callable[[str], None] | None = None,
+              on_partial: Callable[[str], None] | None = None) -> int:
     """Run ``command`` in the node's shell; return its exit status.
 
     Only the command's output reaches ``on_line``: the banner and prompt before the shell's echo of
-    the command, and the echo itself, do not.  The connection is tried ``CONNECT_ATTEMPTS`` times (a
-    lost SYN on a lossy link is not a failed node), each within ``connect_timeout``; NodeFailure
-    when it cannot be made, or when the session breaks before the status came back.  The caller
-    bounds the whole.
+    the command, and the echo itself, do not.  ``on_partial`` is given the output's last line while it
+    has no end yet, each time it grows (the whole line then reaches ``on_line`` once it ends).  The
+    connection is tried ``CONNECT_ATTEMPTS`` times (a lost SYN on a lossy link is not a failed node),
+    each within ``connect_timeout``; NodeFailure when it cannot be made, or when the session breaks
+    before the status came back.  The caller bounds the whole.
     """
     last: BaseException | None = None
     for attempt in range(CONNECT_ATTEMPTS):
@@ -70,7 +74,7 @@ async def run(host: str, command: str, settings: TelnetSettings,
         raise NodeFailure(f"cannot open a telnet session to {host} ({describe(last)},"
                           f" {CONNECT_ATTEMPTS} attempts)")
     try:
-        return await _session(reader, writer, host, command, on_line)
+        return await _session(reader, writer, host, command, on_line, on_partial)
     except (OSError, EOFError) as exc:
         raise NodeFailure(f"the telnet session to {host} broke ({describe(exc)})") from None
 
@@ -82,7 +86,8 @@ async def _attempt(host: str, command: str, settings: TelnetSettings) -> int:
 
 
 async def _session(reader: Any, writer: Any, host: str, command: str,
-                   on_line: Callable[[str], None] | None) -> int:
+                   on_line: Callable[[str], None] | None,
+                   on_partial: Callable[[str], None] | None = None) -> int:
     """Send the wrapped command on an open session, feed its output to ``on_line``, return its status."""
     echo = f"echo {MARKER}=$?__"
     before: list[str] | None = []  # what came before the shell echoed the command: banner, prompt
@@ -116,6 +121,8 @@ async def _session(reader: Any, writer: Any, host: str, command: str,
                         before = None
                 elif line.strip() and on_line is not None:
                     on_line(line)
+            if pending and before is None and on_partial is not None:
+                on_partial(pending)
     finally:
         writer.close()
 

@@ -633,7 +633,8 @@ class FakeTestbed:
 
     # -- the imaging OS's shell, over telnet -------------------------------------------------------------
     async def telnet_run(self, host: str, command: str, settings: telnet.TelnetSettings,
-                         on_line: Callable[[str], None] | None = None) -> int:
+                         on_line: Callable[[str], None] | None = None,
+                         on_partial: Callable[[str], None] | None = None) -> int:
         """``imaging.telnet.run``: refused unless the node runs the imaging OS; else run ``command``."""
         await asyncio.sleep(0)
         fake = self._by_ip[host]

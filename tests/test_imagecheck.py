@@ -18,6 +18,7 @@ from imaging import imagecheck
 from imaging.errors import ImageError
 from imaging.imagecheck import NDZ_CHUNK, check_ndz, check_raw, check_zstd
 from imaging.images import image_from_path
+from tests.helpers import ndz_chunk
 
 MIB = 1024 * 1024
 
@@ -205,15 +206,6 @@ def test_item5_raw_images(image: Path, disk: Path, tmp_path: Path) -> None:
     renamed.write_bytes(gzip.compress(b"disk"))
     with pytest.raises(ImageError, match=r"is a gzip file, not a raw disk .*; decompress it\Z"):
         check_raw(renamed)
-
-
-def ndz_chunk(index: int, first: int, last: int, magic: int = 0x6969696B, data: int = 1000) -> bytes:
-    """One 1 MiB imagezip chunk: the block header of imagehdr.h (magic, size, blockindex,
-    blocktotal, regionsize, regioncount, firstsect, lastsect, reloccount), one region, then
-    ``data`` bytes of (random) compressed data, padded; the layout imagezip writes."""
-    header = struct.pack("<IIiiiiIIi", magic, data, index, 0, 4096, 1, first, last, 0)
-    region = struct.pack("<II", first, last - first)
-    return ((header + region).ljust(4096, b"\0") + os.urandom(min(data, NDZ_CHUNK - 4096))).ljust(NDZ_CHUNK, b"\0")
 
 
 def test_item5_ndz_chunks(tmp_path: Path) -> None:

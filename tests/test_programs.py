@@ -8,7 +8,8 @@ what ``debootstrap --variant=minbase`` installs).  A program the code starts to 
 in the lists fails here, by name, instead of on a user's new machine.
 
 Emulab's frisbee programs (``frisbeed``, ``frisbee``, ``imagezip``, ``imagedump``) are left out: Debian
-has no package of them, the sites that run frisbee install them themselves.
+has no package of them; ``make frisbee`` builds them from ``third_party/`` (the tools and libraries that
+build needs are checked here like the others).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from imaging.config import KEYS
+from imaging.testbed import frisbee
 from imaging.testbed.programs import PROGRAMS, SEARCH_PATH
 from tests.helpers import ROOT
 
@@ -103,6 +105,18 @@ def test_program_is_installed_by_the_lists(program: str) -> None:
     listed = listed_packages()
     assert package in listed or essential(package), \
         f"{program} comes from the Debian package {package}, which debian-packages*.txt do not install"
+
+
+@pytest.mark.parametrize("path", sorted(frisbee.BUILD_TOOLS) + sorted(frisbee.BUILD_LIBRARIES))
+def test_what_builds_frisbee_is_installed_by_the_lists(path: str) -> None:
+    """The build of Emulab's programs (``make frisbee``) finds its compiler, tools and headers on a new
+    machine: each is shipped by the package the build names, and the lists install that package."""
+    declared = frisbee.BUILD_TOOLS.get(path) or frisbee.BUILD_LIBRARIES[path]
+    found = shutil.which(path) if path in frisbee.BUILD_TOOLS else path
+    assert found is not None and os.path.exists(found), f"{path} is missing (apt-get install {declared})"
+    assert owner(found) == declared, f"{path} comes from {owner(found)}, the build says {declared}"
+    assert declared in listed_packages(), f"{declared} is not in debian-packages*.txt"
+    assert frisbee.missing_build_tools() == []
 
 
 def test_every_listed_package_exists() -> None:

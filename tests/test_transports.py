@@ -1,8 +1,8 @@
 """Transports: exact command lines, parsers fed with recorded output, session patterns.
 
-The frisbee binaries do not exist on these machines: its lines below follow
-the Emulab client's output format; the end-to-end tests use a test double that
-prints the same.
+The frisbee parser is fed the real client's output, recorded verbatim on the emulated testbed into
+``tests/data/frisbee/`` (transport logs as the product writes them: its ``$ command`` line, the client's
+output as the node's telnet gave it, the exit status), and ``imagedump``'s real report.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from imaging import patterns
 from imaging.config import Config
 from imaging.errors import ConfigError
 from imaging.transports import transport_for
-from imaging.transports.base import Channel, SendPlan
-from imaging.transports.frisbee import Frisbee, FrisbeeParser
+from imaging.transports.base import Channel, Progress, SendPlan
+from imaging.transports.frisbee import Frisbee, FrisbeeParser, covered_bytes
 from imaging.transports.udpcast import Udpcast, UdpcastParser
 
+DATA = Path(__file__).parent / "data" / "frisbee"
 CHANNEL = Channel("234.5.6.3", 10003)
 PLAN = SendPlan(Path("/images/u.img.zst"), CHANNEL, "10.150.255.254", 100, 8, 10.0)
 
@@ -94,12 +95,14 @@ def test_udpcast_parser_failures() -> None:
 def test_frisbee_command_lines() -> None:
     frisbee = Frisbee(server="/usr/local/sbin/frisbeed", server_options="-K 3")
     plan = SendPlan(Path("/images/ubuntu.ndz"), CHANNEL, "192.168.3.100", 500, 12, 10.0)
-    assert frisbee.sender_argv(plan) == ["/usr/local/sbin/frisbeed", "-i", "192.168.3.100", "-m", "234.5.6.3",
-                                         "-p", "10003", "-W", str(500 * 2**20), "-K", "3", "/images/ubuntu.ndz"]
+    assert frisbee.sender_argv(plan) == ["/usr/local/sbin/frisbeed", "-d", "-i", "192.168.3.100", "-m",
+                                         "234.5.6.3", "-p", "10003", "-W", str(500 * 2**20), "-K", "3",
+                                         "/images/ubuntu.ndz"]
     assert frisbee.receiver_command(CHANNEL, "192.168.3.100", "192.168.3.7", "/dev/sda", Path("x.ndz")) == (
         "frisbee -i 192.168.3.7 -m 234.5.6.3 -p 10003 /dev/sda")
-    assert "{ imagezip -o -z1 /dev/sda -; echo $? >&3; } | nc 192.168.3.100 10001" in (
+    assert "{ imagezip -z1 /dev/sda -; echo $? >&3; } | nc -q 0 192.168.3.100 10001" in (
         frisbee.save_command("/dev/sda", "192.168.3.100", 10001))
+    assert "{ imagezip -r -z1 /dev/sda -; echo $? >&3; }" in frisbee.save_command("/dev/sda", "10.0.0.1", 1, raw=True)
 
 
 @pytest.mark.parametrize(("producer", "consumer", "status"), [
@@ -113,40 +116,53 @@ def test_pipeline_fails_when_either_side_fails(producer: str, consumer: str, sta
     assert done.returncode == status
 
 
-def frisbee_output(chunks: int) -> list[str]:
-    """What the Emulab client prints for an image of ``chunks`` chunks."""
-    lines = [f"Joined the team after 0 sec. ID is 1804289383. File is {chunks} chunks ({chunks * 1024} blocks)"]
-    remaining, elapsed, dots = chunks, 0, ""
-    while remaining:
-        dots += "."
-        if len(dots) == 67:
-            elapsed += 1
-            lines.append(f"{dots}{elapsed:4d} {remaining:6d}")
-            dots = ""
-        remaining -= 1
-    lines += [dots, "Client 1804289383 Performance:", "  runtime:                9.012 sec",
-              "  start delay:            0.000 sec", f"Wrote {chunks * 2**20} bytes ({chunks * 2**19} actual)",
-              "Left the team after 9 seconds on the field!"]
-    return lines
+def recorded(name: str) -> list[str]:
+    """The client's lines of a recorded transport log (without the product's command and status lines)."""
+    lines = (DATA / name).read_text().splitlines()
+    assert lines[0].startswith("$ ") and lines[-1].startswith("exit status ")
+    return lines[1:-1]
 
 
-def test_frisbee_parser_follows_dots_and_counts() -> None:
+def test_frisbee_parser_follows_a_real_load() -> None:
     parser = FrisbeeParser()
-    percents = [p.percent for p in map(parser.feed, frisbee_output(203)) if p and p.percent is not None]
-    assert percents[0] == 0.0
-    assert percents == sorted(percents)
-    assert percents[1] == pytest.approx(100 * 67 / 203)  # after the first 67-dot line
-    assert percents[-1] == 100.0
-    assert parser.finished and parser.failure is None and parser.dots == 203
-    assert parser.written == 203 * 2**20
+    percents = [p.percent for p in map(parser.feed, recorded("client-101-chunks.log")) if p and p.percent is not None]
+    assert parser.chunks == 101 and parser.dots == 101
+    assert percents[0] == 0.0 and percents == sorted(percents) and percents[-1] == 100.0
+    assert percents[1] == pytest.approx(100 * 67 / 101)  # the first line of 67 dots
+    assert parser.finished and parser.failure is None
+    assert parser.written == 128 << 20  # the whole disk: the image covers it
 
 
-def test_frisbee_parser_progress_lines_and_short_write() -> None:
+def test_frisbee_parser_follows_a_line_of_dots_as_it_grows() -> None:
+    """The client ends a line of dots after 67 chunks only: the line is followed while it is written, and
+    each chunk counts as work once (the whole line then comes to feed)."""
     parser = FrisbeeParser()
-    assert parser.feed("Progress: 42%").percent == 42.0
-    parser.feed("Short write on /dev/sda: 512 of 1048576 bytes")
-    assert parser.failure == "disk write failed: Short write on /dev/sda: 512 of 1048576 bytes"
+    parser.feed("Joined the team after 0 sec. ID is 1004524055. File is 101 chunks (105906176 bytes)")
+    works = []
+    for count in (1, 2, 30, 67):
+        progress = parser.partial("." * count)
+        assert progress is not None and progress.percent == pytest.approx(100 * count / 101)
+        works.append(parser.work)
+    assert parser.partial("." * 67 + "   5 ") is None  # the counts being written: nothing new
+    progress = parser.feed("." * 67 + "   5     34")
+    assert progress is not None and progress.percent == pytest.approx(100 * 67 / 101)
+    assert works == sorted(works) and len(set(works)) == 4 and parser.dots == 67 and parser.line_dots == 0
+    assert parser.partial("....") is not None and parser.dots + parser.line_dots == 71
+    assert parser.partial("Client 1004524055 Performance:") is None
+
+
+def test_frisbee_parser_names_a_disk_write_error() -> None:
+    parser = FrisbeeParser()
+    for line in recorded("client-disk-full.log"):
+        parser.feed(line)
+    assert parser.failure == "disk write failed: write error: No space left on device"
     assert not parser.finished
+    assert FrisbeeParser().feed("Progress: 42%") == Progress(42.0)
+
+
+def test_covered_bytes_from_a_real_imagedump() -> None:
+    assert covered_bytes((DATA / "imagedump-fs.txt").read_text()) == 128 << 20
+    assert covered_bytes("  12345 bytes of compressed data\n") is None
 
 
 def test_transport_for(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=("frisbee", "udpcast"),
                         help="image format (default: [transport] kind)")
     parser.add_argument("--raw", action="store_true",
-                        help="save every byte of the disk (udpcast: .img.zst) instead of what its file systems use"
-                             " (udpcast's default: .ptcl.zst, the partition table and each partition by partclone)")
+                        help="save every byte of the disk (udpcast: .img.zst; frisbee: imagezip -r) instead of what"
+                             " its file systems use (the default: udpcast's .ptcl.zst, the partition table and each"
+                             " partition by partclone; frisbee's .ndz by imagezip)")
     parser.add_argument("--repo", action="store_true", help="write into the repository ([images] images_dir), not ./")
     parser.add_argument("--force", action="store_true", help="overwrite an existing image of the same name")
     parser.add_argument("--keep-partial", action="store_true",
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError(f"{target} exists; pass --force to overwrite it, or choose another -o NAME")
     plan = save_plan(config, ctx.inventory, nodes, targets, transport, timeout=args.timeout,
                      reset_after=not args.no_reset, lock_wait=args.wait_lock, radical=args.output,
-                     comment=args.comment, user=current_login())
+                     comment=args.comment, user=current_login(), raw=args.raw)
     unstamped = [n.number for n in nodes if plan.stamp[n.number] is None]
     if args.comment and unstamped:
         print(f"{ctx.prog}: warning: the comment (-c) is not stamped on {format_ranges(unstamped)}:"

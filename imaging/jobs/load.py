@@ -30,7 +30,7 @@ from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
-from ..transports.base import Channel, ProgressParser, SendPlan, Transport
+from ..transports.base import Channel, Progress, ProgressParser, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
 from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
@@ -115,17 +115,20 @@ class Session:
         with open(log_path, "a", encoding="utf-8") as output:
             output.write(f"$ {command}\n")
 
-            def on_line(line: str) -> None:
+            def show(progress: Progress | None) -> None:
                 nonlocal last
-                output.write(line + "\n")
-                progress = parser.feed(line)
                 if progress is not None and progress.percent is not None and progress.percent - last >= 1:
                     last = progress.percent
                     self._phase(node, "receiving", progress.percent, progress.message)
 
+            def on_line(line: str) -> None:
+                output.write(line + "\n")
+                show(parser.feed(line))
+
             try:
-                status = await self._watching(telnet.run(node.control.ip, command, plan.boot.telnet, on_line),
-                                               parser, log_path)
+                receiving = telnet.run(node.control.ip, command, plan.boot.telnet, on_line,
+                                       lambda text: show(parser.partial(text)))
+                status = await self._watching(receiving, parser, log_path)
             except NodeFailure as exc:  # the session broke, or the receiver stalled: say where the restore was
                 if parser.steps is None or parser.steps.current is None:
                     raise

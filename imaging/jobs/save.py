@@ -62,6 +62,7 @@ class SavePlan:
     lock_dir: Path
     stamp: dict[int, str | None]  # node number -> shell command that stamps its OS, or None
     lock_wait: float = 0.0
+    raw: bool = False  # every byte of the disk (imaging-save --raw), not only what its file systems use
 
 
 def stamp_command(root_partition: str, mount_point: str, line: str) -> str:
@@ -96,7 +97,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
         await check_programs(node, plan.transport.node_programs(None), plan.boot.telnet, plan.transport.name)
         size = await disk_size(node, disk, plan.boot.telnet)
         free = os.statvfs(target.parent)
-        if size is not None and free.f_bavail * free.f_frsize < size:
+        if plan.raw and size is not None and free.f_bavail * free.f_frsize < size:
             raise NodeFailure(f"not enough space in {target.parent}: {human_size(free.f_bavail * free.f_frsize)}"
                               f" free, {node.hostname}'s disk is {human_size(size)}")
     stamp = plan.stamp[node.number]
@@ -129,7 +130,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
     await receiver.start()
     try:
         emit(Event(node.hostname, "saving", 0.0))
-        command = plan.transport.save_command(disk, plan.server_ip, port, layout, size)
+        command = plan.transport.save_command(disk, plan.server_ip, port, layout, size, plan.raw)
         output: list[str] = []
 
         def on_line(line: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import pxe
+from . import frisbee, pxe
 from .layout import Layout
 from .leases import LEASES_PORT
 
@@ -26,6 +27,7 @@ class Profile:
     bandwidth: int  # Mibit/s
     bandwidth_note: str
     udpcast: str  # the [udpcast] options, with their comments
+    own_programs: bool = False  # the nodes run programs of their own (a VM's initramfs), not the host's
 
 
 EMULATED = Profile(
@@ -51,15 +53,30 @@ def vm_profile(accel: str) -> Profile:
         # a VM's CMC answers once qemu did it over QMP (a reset that QMP misses power-cycles qemu: seconds)
         cmc_timeout=15,
         bandwidth=200, bandwidth_note="virtio-net guests; udpcast's flow control paces slower receivers",
+        own_programs=True,
         udpcast="""\
 # the VMs' disks are block devices: udp-receiver's defaults, as on hardware
 sender_options =
 receiver_options =""")
 
 
-def config_text(layout: Layout, disk_path: str, leases: bool = False, profile: Profile = EMULATED) -> str:
+def frisbee_section(programs: Path | None, own_programs: bool = False) -> str:
+    """The ``[frisbee]`` keys naming Emulab's programs in ``programs`` (installed or built by ``make
+    frisbee``); a comment when there are none (the product's defaults, found on the PATH).  With
+    ``own_programs`` the nodes' client and imagezip are their own, on their PATH (a VM's imaging OS)."""
+    if programs is None:
+        return "# no frisbee programs here: `make frisbee` builds them (then bring the testbed up again)"
+    server = [("server", programs / frisbee.SERVER), ("imagedump", programs / frisbee.IMAGEDUMP)]
+    node = [("client", frisbee.CLIENT), ("imagezip", frisbee.IMAGEZIP)] if own_programs else [
+        ("client", programs / frisbee.CLIENT), ("imagezip", programs / frisbee.IMAGEZIP)]
+    return "\n".join(f"{key} = {value}" for key, value in [*server, *node])
+
+
+def config_text(layout: Layout, disk_path: str, leases: bool = False, profile: Profile = EMULATED,
+                frisbee_programs: Path | None = None) -> str:
     """The product's config file for ``layout`` (keys fixed by the product); with
-    ``leases``, the product checks the testbed's leases API."""
+    ``leases``, the product checks the testbed's leases API; ``frisbee_programs``: the folder
+    of Emulab's programs (the nodes see the host's files: the same paths serve them)."""
     d, p = layout, profile
     return f"""\
 # written by imaging-testbed up: {p.kind} in {d.directory}
@@ -94,6 +111,9 @@ server_ip = {d.server_ip}
 
 [udpcast]
 {p.udpcast}
+
+[frisbee]
+{frisbee_section(frisbee_programs, p.own_programs)}
 
 [networking]
 ssh_user = root
@@ -132,4 +152,4 @@ def write_product_files(layout: Layout, disk_path: str, leases: bool = False, pr
     """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory
     (``profile``: the nodes' timings, the emulated nodes' by default)."""
     layout.inventory_path.write_text(json.dumps(inventory(layout), indent=1) + "\n")
-    layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED))
+    layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED, frisbee.locate()))

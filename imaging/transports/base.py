@@ -64,6 +64,11 @@ class ProgressParser(ABC):
     def feed(self, line: str) -> Progress | None:
         """Digest one line; return progress when the line tells some."""
 
+    def partial(self, text: str) -> Progress | None:
+        """Digest the last line of output while it is still being written (the whole line comes to
+        :meth:`feed` once it ends); return progress when it tells some.  Most receivers end their lines."""
+        return None
+
 
 def pipeline(producer: str, consumer: str) -> str:
     """``producer | consumer`` whose exit status is 0 only when both succeed
@@ -112,9 +117,10 @@ class Transport(ABC):
 
     @abstractmethod
     def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
-                     disk_size: int | None = None) -> str:
-        """The shell command run on the node to stream ``disk`` to server_ip:port (file-system-aware when
-        given the disk's ``layout``; ``disk_size``, when known, is recorded where the format can say it)."""
+                     disk_size: int | None = None, raw: bool = False) -> str:
+        """The shell command run on the node to stream ``disk`` to server_ip:port: file-system-aware when
+        given the disk's ``layout`` (or, for a format that reads the file systems itself, unless ``raw``);
+        ``disk_size``, when known, is recorded where the format can say it."""
 
     def save_parser(self, layout: Layout) -> ProgressParser | None:
         """A parser of a file-system-aware save's output (None: the transport saves raw disks only)."""

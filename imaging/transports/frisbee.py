@@ -1,19 +1,27 @@
 """frisbee (Emulab's ``frisbeed`` / ``frisbee`` / ``imagezip``): ``.ndz`` images.
 
-The client prints, on its way::
+The client writes everything to its standard error (the node's telnet session
+carries it; ``tests/data/frisbee/`` holds real logs)::
 
-    Joined the team after 0 sec. ID is 1804289383. File is 203 chunks (206834 blocks)
-    ..................................................................   3    136
+    Joined the team after 0 sec. ID is 1004524055. File is 101 chunks (105906176 bytes)
+    ...................................................................   5     34
+    ..................................
+    Client 1004524055 Performance:
+    …
+    Left the team after 6 seconds on the field!
+    Wrote 134217728 bytes (134217728 actual)
 
-(one ``.`` per chunk written and, after every 67 dots, the elapsed seconds and
-the chunks still to come), then a ``Client <id> Performance:`` block and
-``Left the team after 9 seconds on the field!``.  Builds used on some testbeds
-print ``Progress: 42%`` lines and a final ``Wrote <n> bytes (<m> actual)``;
-``Short write`` means a disk error.  The exit status is the verdict.
+one ``.`` per 1 MiB chunk written (the line ends only after 67 of them, with the
+elapsed seconds and the chunks still to come: the line is followed as it
+grows), then the statistics.  A disk error is ``write error: <reason>`` (or
+``Short write!``); the exit status is the verdict.  Builds used on some
+testbeds print ``Progress: 42%`` lines, which are followed too.
 
-Where Emulab's ``imagedump`` is installed on the server, it tells how much of
-a disk an image covers (``covered sector range: [0-N]``, 512-byte sectors):
-each node's disk is checked against it before anything is written.
+How much of a disk an image covers is asked of Emulab's ``imagedump`` on the
+server (``covered sector range: [0-N]``, 512-byte sectors), else read from the
+image's own chunk headers; each node's disk is checked against it before
+anything is written.  ``frisbeed`` runs with ``-d``: its log then goes to the
+sender's log file instead of syslog.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..disklayout import Layout
+from ..imagecheck import check_ndz
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
 
 JOINED_RE = re.compile(r"Joined the team after .*File is (\d+) chunks")
@@ -37,6 +46,8 @@ PERCENT_RE = re.compile(r"Progress:\s*([\d.]+)\s*%")
 WROTE_RE = re.compile(r"Wrote (\d+) bytes \((\d+) actual\)")
 LEFT_RE = re.compile(r"Left the team after (\d+) seconds")
 COVERED_RE = re.compile(r"covered sector range: \[(\d+)-(\d+)\]")
+# what the client says when it cannot write the disk (perror's "<what>: <reason>")
+FAILURES = ("write error:", "Short write", "Writing Zeros:", "seek failed:", "opening output file:", "fsync:")
 SECTOR = 512
 IMAGEDUMP_TIMEOUT = 60.0  # seconds: imagedump reads the whole image
 
@@ -50,40 +61,53 @@ def covered_bytes(imagedump_output: str) -> int | None:
 
 
 class FrisbeeParser(ProgressParser):
-    """Follows a frisbee client's output."""
+    """Follows a frisbee client's output: the chunk count it joined for, one ``.`` per chunk written
+    (followed as the line grows: a line ends only after 67), the final ``Wrote`` and ``Left``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.chunks: int | None = None
-        self.dots = 0
+        self.dots = 0  # on ended lines
+        self.line_dots = 0  # on the line still being written
         self.written: int | None = None
         self.best = 0.0  # the highest percent seen
 
-    def _percent_of_dots(self) -> float | None:
-        return min(100.0, 100.0 * self.dots / self.chunks) if self.chunks else None
+    def _percent(self) -> float | None:
+        return min(100.0, 100.0 * (self.dots + self.line_dots) / self.chunks) if self.chunks else None
+
+    def _update(self, progress: Progress | None) -> Progress | None:
+        if progress is not None and progress.percent is not None:
+            self.best = max(self.best, progress.percent)
+        self.work = self.dots + self.line_dots + int(self.best * 100) + (self.written or 0)
+        return progress
 
     def feed(self, line: str) -> Progress | None:
         """Digest one line of frisbee output."""
-        progress = self._feed(line.strip())
-        if progress is not None and progress.percent is not None:
-            self.best = max(self.best, progress.percent)
-        self.work = self.dots + int(self.best * 100) + (self.written or 0)
-        return progress
+        return self._update(self._feed(line.strip()))
+
+    def partial(self, text: str) -> Progress | None:
+        """The dots of the line being written so far."""
+        stripped = text.strip()
+        if not stripped or set(stripped) != {"."}:
+            return None
+        self.line_dots = len(stripped)
+        percent = self._percent()
+        return self._update(Progress(percent) if percent is not None else None)
+
+    def _dots(self, count: int, seconds: str = "") -> Progress | None:
+        self.dots += count
+        self.line_dots = 0
+        percent = self._percent()
+        return Progress(percent, f"{seconds}s" if seconds else "") if percent is not None else None
 
     def _feed(self, stripped: str) -> Progress | None:
         if found := JOINED_RE.search(stripped):
             self.chunks = int(found.group(1))
             return Progress(0.0, f"joined, {self.chunks} chunks")
         if found := DOTS_RE.match(stripped):
-            self.dots += len(found.group(1))
-            if self.chunks:
-                remaining = max(0, int(found.group(3)) - 1)  # printed before the chunk is counted
-                return Progress(100.0 * (1 - remaining / self.chunks), f"{found.group(2)}s")
-            return None
+            return self._dots(len(found.group(1)), found.group(2))
         if stripped and set(stripped) == {"."}:
-            self.dots += len(stripped)
-            percent = self._percent_of_dots()
-            return Progress(percent) if percent is not None else None
+            return self._dots(len(stripped))
         if found := PERCENT_RE.search(stripped):
             return Progress(float(found.group(1)))
         if found := WROTE_RE.search(stripped):
@@ -92,7 +116,7 @@ class FrisbeeParser(ProgressParser):
         if LEFT_RE.search(stripped):
             self.finished = True
             return Progress(100.0, "left the team")
-        if "Short write" in stripped and self.failure is None:
+        if self.failure is None and any(sign in stripped for sign in FAILURES):
             self.failure = f"disk write failed: {stripped}"
         return None
 
@@ -111,6 +135,7 @@ class Frisbee(Transport):
     name = "frisbee"
     extensions = (".ndz",)
     save_extension = ".ndz"
+    raw_extension = ".ndz"  # imagezip -r: the same format, every sector in it
 
     @classmethod
     def from_config(cls, config: Config) -> Frisbee:
@@ -126,8 +151,9 @@ class Frisbee(Transport):
         return self.server
 
     def sender_argv(self, plan: SendPlan) -> list[str]:
-        """``frisbeed -i SERVER -m GROUP -p PORT -W BITS [options] IMAGE``."""
-        return [self.server, "-i", plan.server_ip, "-m", plan.channel.group, "-p", str(plan.channel.port),
+        """``frisbeed -d -i SERVER -m GROUP -p PORT -W BITS [options] IMAGE`` (``-d``: its log on its output,
+        which the sender's log file keeps, not in syslog)."""
+        return [self.server, "-d", "-i", plan.server_ip, "-m", plan.channel.group, "-p", str(plan.channel.port),
                 "-W", str(plan.bits_per_second), *shlex.split(self.server_options), str(plan.image)]
 
     def receiver_command(self, channel: Channel, server_ip: str, node_ip: str, disk: str,
@@ -136,8 +162,16 @@ class Frisbee(Transport):
         return shlex.join([self.client, "-i", node_ip, "-m", channel.group, "-p", str(channel.port), disk])
 
     async def disk_bytes_needed(self, image: Path) -> int | None:
-        """The disk an image covers, asked of ``imagedump`` on the server; None
-        (no check) when it is not installed or says nothing usable (logged)."""
+        """The disk an image covers, asked of ``imagedump`` on the server, else read from the image's chunk
+        headers (a version 1 image does not say: None, no check)."""
+        needed = await self._imagedump(image)
+        if needed is None:
+            needed = (await asyncio.to_thread(check_ndz, image)).size
+        return needed
+
+    async def _imagedump(self, image: Path) -> int | None:
+        """What ``imagedump`` says the image covers; None when it is not installed or says nothing usable
+        (logged)."""
         program = shutil.which(self.imagedump)
         if program is None:
             return None
@@ -149,12 +183,11 @@ class Frisbee(Transport):
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            log.warning("%s %s took more than %g s: no disk size check", program, image, IMAGEDUMP_TIMEOUT)
+            log.warning("%s %s took more than %g s", program, image, IMAGEDUMP_TIMEOUT)
             return None
         needed = covered_bytes(out.decode(errors="replace")) if proc.returncode == 0 else None
         if needed is None:
-            log.warning("%s %s (exit %s) gave no covered sector range: no disk size check", program, image,
-                        proc.returncode)
+            log.warning("%s %s (exit %s) gave no covered sector range", program, image, proc.returncode)
         return needed
 
     def parser(self, image_size: int, content_size: int | None = None,
@@ -167,7 +200,10 @@ class Frisbee(Transport):
         return (self.client,) if image is not None else (self.imagezip, self.netcat)
 
     def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
-                     disk_size: int | None = None) -> str:
-        """``imagezip -o -z1 DISK - | nc SERVER PORT``."""
-        return pipeline(f"{shlex.quote(self.imagezip)} -o -z1 {shlex.quote(disk)} -",
-                        f"{shlex.quote(self.netcat)} {shlex.quote(server_ip)} {port}")
+                     disk_size: int | None = None, raw: bool = False) -> str:
+        """``imagezip -z1 DISK - | nc SERVER PORT``: imagezip reads the partition table and saves only the
+        blocks each file system uses (a partition of a kind it does not know whole); ``-r`` with ``raw``:
+        every sector.  imagezip's level 1 is zlib's fastest, as zstd -1 for udpcast."""
+        mode = " -r" if raw else ""
+        return pipeline(f"{shlex.quote(self.imagezip)}{mode} -z1 {shlex.quote(disk)} -",
+                        f"{shlex.quote(self.netcat)} -q 0 {shlex.quote(server_ip)} {port}")

@@ -215,9 +215,10 @@ class Udpcast(Transport):
         return (self.receiver, "zstd") if image.name.endswith(".zst") else (self.receiver,)
 
     def save_command(self, disk: str, server_ip: str, port: int, layout: Layout | None = None,
-                     disk_size: int | None = None) -> str:
+                     disk_size: int | None = None, raw: bool = False) -> str:
         """``zstd -c < DISK | nc SERVER PORT``: the disk, compressed, to the tool's receiver; with the disk's
-        ``layout``, the partition table's area then each partition's partclone image, compressed.
+        ``layout``, the partition table's area then each partition's partclone image, compressed (without
+        one, the raw disk whatever ``raw`` says).
 
         The disk is zstd's standard input: given as a file name, a block
         device is "not a regular file" to zstd, which skips it."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from imaging.testbed import lifecycle, pxe
+from imaging.testbed.disks import DiskReport, DiskSpec, inspect, make_disk
 from imaging.testbed.layout import Layout, NodeInfo
 from imaging.testbed.node import NodeStatus
 
@@ -83,6 +84,29 @@ class Testbed:
         env = {**os.environ, "IMAGING_CONFIG": str(self.config)}
         return subprocess.Popen(["ip", "netns", "exec", self.layout.server_ns, *argv], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def used_disk(self, number: int, spec: DiskSpec, identity: str) -> DiskReport:
+        """Give node ``number`` a disk made like a used system's (written while the node is off, with at
+        least 48 MiB of deleted data in its free blocks); the disk's report."""
+        assert self.cmc(number, "off").stdout.strip() == "ok"
+        self.wait_stage(number, "off")
+        disk = self.disk(number)
+        disk.unlink()
+        info = asyncio.run(make_disk(disk, spec, identity))
+        assert info.deleted >= 48 << 20
+        return asyncio.run(inspect(disk))
+
+    def assert_disks_hold(self, numbers: tuple[int, ...], report: DiskReport) -> None:
+        """Power the nodes off, check that each disk holds what ``report`` says (table, fsck-clean file
+        systems, every file's sha256, swap), and power them on again."""
+        for number in numbers:
+            assert self.cmc(number, "off").stdout.strip() == "ok"
+        for number in numbers:
+            self.wait_stage(number, "off")
+            got = asyncio.run(inspect(self.disk(number)))
+            assert all(p.clean for p in got.partitions), [(p.number, p.check) for p in got.partitions]
+            assert got == report, self.node(number).name
+            assert self.cmc(number, "on").stdout.strip() == "ok"
 
     def serve_once(self, path: Path, port: int) -> subprocess.Popen[str]:
         """Serve ``path`` once on the server's ``port`` (``nc -l``); returns when it listens."""

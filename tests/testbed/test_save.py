@@ -68,14 +68,14 @@ def save(bed: Testbed, cwd: Path, *args: str, command: str = "save", timeout: fl
 
 
 class Follow:
-    """``imaging-save --json`` started from ``cwd``; its events read by a thread (so the
-    product never blocks on a full pipe while the test strikes)."""
+    """``imaging-save --json`` (or another ``command``) started from ``cwd``; its events read by a thread
+    (so the product never blocks on a full pipe while the test strikes)."""
 
-    def __init__(self, bed: Testbed, cwd: Path, *args: str, raw: bool = True) -> None:
+    def __init__(self, bed: Testbed, cwd: Path, *args: str, raw: bool = True, command: str = "save") -> None:
         self.start = time.monotonic()
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / "imaging-save"), "--json",
-             *(["--raw"] if raw else []), *args],
+            ["ip", "netns", "exec", bed.layout.server_ns, str(BIN / f"imaging-{command}"), "--json",
+             *(["--raw"] if raw and command == "save" else []), *args],
             env={**os.environ, "IMAGING_CONFIG": str(bed.config)}, cwd=cwd, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[dict[str, Any]] = []

@@ -7,7 +7,6 @@ Ctrl-C mid-save: nothing partial published, every link restored, the failure nam
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imaging.disklayout import read_layout
-from imaging.testbed.disks import DiskReport, DiskSpec, inspect, make_disk
+from imaging.testbed.disks import DiskReport, DiskSpec
 from imaging.testbed.images import new_identity
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import Run
@@ -39,13 +38,7 @@ def source(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     """Node 1's disk made like a used system's (written while the node is off), its saved image, and its
     report and identity."""
     identity = new_identity("ptcl")
-    assert bed.cmc(1, "off").stdout.strip() == "ok"
-    bed.wait_stage(1, "off")
-    disk = bed.disk(1)
-    disk.unlink()
-    info = asyncio.run(make_disk(disk, SPEC, identity))
-    assert info.deleted >= 48 << 20  # deleted data in the free blocks
-    report = asyncio.run(inspect(disk))
+    report = bed.used_disk(1, SPEC, identity)
     folder = tmp_path_factory.mktemp("ptclsaves")
     done = ptcl_save(bed, folder, "-o", "used", "1")
     assert done.code == 0, done.out + done.err
@@ -92,14 +85,7 @@ def test_round_trip_keeps_tables_files_and_boots(bed: Testbed, source: tuple[Pat
     for number in (2, 3, 4):
         said = bed.ssh(number, "cat /etc/imaging-image", timeout=10)
         assert said.stdout.strip() == identity, said
-    for number in (2, 3, 4):
-        assert bed.cmc(number, "off").stdout.strip() == "ok"
-    for number in (2, 3, 4):
-        bed.wait_stage(number, "off")
-        got = asyncio.run(inspect(bed.disk(number)))
-        assert all(p.clean for p in got.partitions), [(p.number, p.check) for p in got.partitions]
-        assert got == report
-        assert bed.cmc(number, "on").stdout.strip() == "ok"
+    bed.assert_disks_hold((2, 3, 4), report)
     assert links(bed) == []
 
 
