@@ -215,3 +215,21 @@ def test_a_save_interrupted_publishes_nothing(bed: Testbed, tmp_path: Path) -> N
     assert code == 130, err
     assert seconds < DEADLINE + 3
     assert saves(tmp_path) == [] and links(bed) == []
+
+
+def test_a_client_whose_server_never_comes_is_bounded(bed: Testbed, saved: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """The client retries its join forever when no server answers: the load fails the node once it made
+    no progress for ``[nodes] stall_timeout`` (10 s on the testbed), and the client is gone."""
+    silent = tmp_path / "silent-frisbeed"
+    silent.write_text("#!/bin/sh\nexec sleep 300\n")  # a server that runs and never serves
+    silent.chmod(0o755)
+    extra = tmp_path / "silent.conf"
+    extra.write_text(f"[frisbee]\nserver = {silent}\n")
+    done = frisbee_command(bed, tmp_path, "load", "--config", str(extra), "-i", str(saved["fs"]), "-n",
+                           "-t", str(DEADLINE), "5")
+    assert done.code == 1, done.out + done.err
+    assert "the receiver made no progress for 10s ([nodes] stall_timeout)" in done.out, done.out + done.err
+    assert done.seconds < 30
+    assert "Joined the team" not in transport_log(bed, 5)
+    assert links(bed) == []
