@@ -233,3 +233,15 @@ def test_a_client_whose_server_never_comes_is_bounded(bed: Testbed, saved: dict[
     assert done.seconds < 30
     assert "Joined the team" not in transport_log(bed, 5)
     assert links(bed) == []
+
+
+def test_a_server_that_leaves_by_itself_is_fine(bed: Testbed, saved: dict[str, Path], tmp_path: Path) -> None:
+    """``frisbeed -T -1`` exits by itself (status 0) once its clients left: the load is not disturbed."""
+    extra = tmp_path / "leaving.conf"
+    extra.write_text("[frisbee]\nserver_options = -T -1\n")
+    done = frisbee_command(bed, tmp_path, "load", "--config", str(extra), "-i", str(saved["raw"]), "-n",
+                           "-t", str(DEADLINE), "4-5")
+    assert done.code == 0, done.out + done.err
+    sender = sorted(bed.layout.transport_logs_dir.glob("*/sender-*.log"), key=os.path.getmtime)[-1].read_text()
+    assert " -T -1 " in sender.splitlines()[0] and "2 active clients" in sender
+    assert links(bed) == []
