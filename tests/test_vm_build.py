@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import ImagingError, UsageError
+from imaging.testbed import frisbee
 from imaging.testbed.disks import MBR_CODE, inspect
 from imaging.testbed.images import IDENTITY_FILE, MTOOLS_ENV, new_identity, sha256_file
 from imaging.testbed.vm.bootimage import SWAP_MIB, fat_mib, make_boot_image, smallest_mib
@@ -28,6 +29,7 @@ from imaging.testbed.vm.initramfs import (
     PARTITION_PROGRAMS,
     build_disk_os,
     build_imaging_os,
+    frisbee_files,
 )
 from imaging.testbed.vm.kernel import Kernel, find_package, missing_tools, tool, unpack
 
@@ -194,6 +196,22 @@ def test_imaging_os_holds_the_partition_programs(imaging_os: Path) -> None:
         assert libraries(program) <= names, f"{program}'s libraries"
     libc = next(name for name in libraries("partclone.ext4") if name.endswith("/libc.so.6"))
     assert str(Path(libc).with_name("libgcc_s.so.1")) in names  # loaded by dlopen when partclone's threads end
+
+
+def test_imaging_os_holds_emulabs_node_programs_when_built(kernel: Kernel, vm_cache: Path, imaging_os: Path) -> None:
+    """With Emulab's programs built (``make frisbee``), the imaging OS carries the client and imagezip as
+    they are (static: no library); without them, neither."""
+    programs = asyncio.run(frisbee.build())
+    with_frisbee = asyncio.run(build_imaging_os(kernel, vm_cache, programs))
+    assert with_frisbee != imaging_os
+    modes = cpio_modes(with_frisbee)
+    for name in (frisbee.CLIENT, frisbee.IMAGEZIP):
+        assert modes[f"usr/bin/{name}"] == "-rwxr-xr-x"
+        assert cpio_member(with_frisbee, f"usr/bin/{name}") == (programs / name).read_bytes()
+        ldd = subprocess.run([tool("ldd"), str(programs / name)], capture_output=True, text=True)
+        assert "not a dynamic executable" in ldd.stdout + ldd.stderr, "built static: no library to carry"
+    assert {"usr/bin/frisbee", "usr/bin/imagezip"} & cpio_names(imaging_os) == set()
+    assert frisbee_files(None) == {}
 
 
 def test_disk_os_holds_dropbear_keys_and_root_login(kernel: Kernel, disk_os: Path,

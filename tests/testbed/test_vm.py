@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import lifecycle
+from imaging.testbed import frisbee, lifecycle
 from imaging.testbed.disks import inspect
 from imaging.testbed.images import IDENTITY_FILE, IDENTITY_PREFIX, MIB, MTOOLS_ENV, TestImage, sha256_file
 from imaging.testbed.procs import tracked
@@ -75,6 +75,7 @@ def vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     if reason:
         pytest.skip(f"no VM tier here: {reason}")
     directory = tmp_path_factory.mktemp("vms")
+    asyncio.run(frisbee.build())  # Emulab's programs, which the imaging OS then carries (make frisbee built them)
     started = time.monotonic()
     record = asyncio.run(lifecycle.up(directory, VMS, vm=True))
     print(f"\nVM testbed up in {time.monotonic() - started:.1f} s ({record.accel})")
@@ -203,6 +204,38 @@ def test_load_wait_save_and_load_the_save_elsewhere(vms: Testbed, default_image:
     statuses = vms.status()
     assert all(statuses[f"fit0{n}"].stage == "ssh" and statuses[f"fit0{n}"].boot_seconds for n in (1, 2, 3))
     print("VM timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+
+
+def test_frisbee_save_and_load_on_the_others(vms: Testbed, default_image: TestImage) -> None:
+    """The same cycle with Emulab's programs in the imaging OS: fit01 saved by imagezip (file-system-aware:
+    the table, the FAT and ext4 by their used blocks, the swap by its header), the ``.ndz`` multicast by
+    frisbeed to the frisbee clients of fit02 and fit03, whose disks then hold what fit01's held and boot."""
+    assert f"imagezip = {frisbee.IMAGEZIP}" in vms.config.read_text(), "the VMs run their own imagezip"
+    before = asyncio.run(inspect(vms.disk(1)))
+    assert [part.fs for part in before.partitions] == ["vfat", "ext4", "swap"]
+    timings: dict[str, float] = {}
+    save = product(vms, "save", "--transport", "frisbee", "fit01", "-o", "vmfrisbee", "--repo", "-t", TIMEOUT,
+                   timeout=300)
+    timings["frisbee save of 1"] = save.seconds
+    assert save.code == 0, save.out + save.err
+    saved = sorted((vms.dir / "images").glob("saving__fit01__*__vmfrisbee.ndz"))
+    assert len(saved) == 1 and saved[0].with_name(saved[0].name + ".sha256").exists()
+    assert saved[0].stat().st_size < default_image.raw_size // 2, "imagezip saved the used blocks only"
+
+    load = product(vms, "load", "--transport", "frisbee", "-i", saved[0].name, "fit02", "fit03", "-t", TIMEOUT,
+                   timeout=300)
+    timings["frisbee load of 2"] = load.seconds
+    assert load.code == 0, load.out + load.err
+    assert "2 ok, 0 failed" in load.out
+    for number in (2, 3):
+        after = asyncio.run(inspect(vms.disk(number)))
+        assert after == before, f"fit0{number} holds what fit01 held: table, file systems (clean), files"
+    assert product(vms, "wait", "-a", "-t", "180", timeout=200).code == 0
+    identity = vms.ssh(1, "cat /etc/imaging-image", timeout=20).stdout.strip()
+    assert identity and all(vms.ssh(n, "cat /etc/imaging-image", timeout=20).stdout.strip() == identity
+                            for n in (2, 3))
+    assert no_links(vms)
+    print("VM frisbee timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
 
 
 def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image: TestImage) -> None:

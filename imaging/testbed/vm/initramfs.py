@@ -4,7 +4,8 @@
   busybox, ``udp-receiver``, ``zstd`` and netcat-openbsd's ``nc``, and for
   the file-system-aware images partclone (``partclone.ext2/3/4``, ``.vfat``,
   ``.fat``, ``.dd``), util-linux's ``sfdisk``, ``blkid`` and ``mkswap`` and
-  coreutils' ``head`` and ``dd``; its init gets an address by DHCP and serves a root
+  coreutils' ``head`` and ``dd``, and Emulab's ``frisbee`` client and ``imagezip``
+  when they are built (``make frisbee``); its init gets an address by DHCP and serves a root
   shell on telnet (busybox ``telnetd -l /bin/sh``), as the product expects of
   a real testbed's imaging OS.  The kernel reads the disk's partition table
   itself (dos and GPT support are built in): ``/dev/vda1``… exist.
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ImagingError
+from ..frisbee import CLIENT, IMAGEZIP
 from ..images import IDENTITY_FILE
 from ..procs import run
 from ..programs import (
@@ -81,6 +83,7 @@ PARTITION_PROGRAMS = {"usr/sbin/partclone.ext4": PARTCLONE_EXT4, "usr/sbin/partc
 IMAGING_OS_LINKS = {"usr/sbin/partclone.fat": "/usr/sbin/partclone.vfat",
                     "usr/sbin/partclone.ext2": "/usr/sbin/partclone.ext4",
                     "usr/sbin/partclone.ext3": "/usr/sbin/partclone.ext4"}
+FRISBEE_NODE_PROGRAMS = (CLIENT, IMAGEZIP)  # Emulab's, when built or installed: static, so no libraries
 IMAGING_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/bin/udp-receiver": UDP_RECEIVER, "usr/bin/zstd": ZSTD,
                        "usr/bin/nc": NC_OPENBSD, **PARTITION_PROGRAMS}
 DISK_OS_PROGRAMS = {**SHELL_PROGRAM, "usr/sbin/dropbear": DROPBEAR}
@@ -275,13 +278,16 @@ async def _libraries(binary: str) -> list[str]:
     return [m[1] for line in out.splitlines() if (m := _LIBRARY_RE.search(line.strip()))]
 
 
-async def _add_programs(tree: _Tree, programs: dict[str, str], links: dict[str, str]) -> None:
+async def _add_programs(tree: _Tree, programs: dict[str, str], links: dict[str, str],
+                        files: dict[str, Path] | None = None) -> None:
     """Add busybox (with a link for each applet), ``programs`` (path inside →
-    host command, replacing busybox's applet of that name) and ``links`` (path
-    inside → target), with the libraries each needs at the paths ``ldd``
-    shows, and what the C library loads unseen (:data:`DLOPENED`)."""
+    host command, replacing busybox's applet of that name), ``files`` (path inside
+    → a host program given by its path) and ``links`` (path inside → target), with
+    the libraries each needs at the paths ``ldd`` shows (none for a static
+    program), and what the C library loads unseen (:data:`DLOPENED`)."""
     busybox = tool(BUSYBOX)
     hosts = {path: tool(command) for path, command in programs.items()}
+    hosts.update({path: str(source) for path, source in (files or {}).items()})
     names = {Path(path).name for path in [*programs, *links]}
     for applet in (await run(busybox, "--list-full")).split():
         if Path(applet).name not in names:
@@ -302,10 +308,11 @@ async def _add_programs(tree: _Tree, programs: dict[str, str], links: dict[str, 
 
 
 async def _base_tree(kernel: Kernel, name: str, modules: Sequence[str], programs: dict[str, str],
-                     init: str, links: dict[str, str] | None = None) -> _Tree:
+                     init: str, links: dict[str, str] | None = None,
+                     host_files: dict[str, Path] | None = None) -> _Tree:
     """What both initramfs hold: folders, the console, ``/etc/mtab``, the
-    programs (and ``links``), the modules (and their list, in load order), the
-    DHCP hook and ``init``."""
+    programs (and ``links``, and the host programs ``host_files``), the modules (and
+    their list, in load order), the DHCP hook and ``init``."""
     tree = _Tree()
     for folder in ("proc", "sys", "dev", "run", "mnt", "etc", "var/log"):  # partclone logs in /var/log
         tree.folder(folder)
@@ -313,7 +320,7 @@ async def _base_tree(kernel: Kernel, name: str, modules: Sequence[str], programs
     tree.char_device("dev/console", 5, 1)
     tree.symlink("var/run", "/run")
     tree.symlink("etc/mtab", "/proc/self/mounts")  # partclone refuses a mounted partition by /etc/mtab
-    await _add_programs(tree, programs, links or {})
+    await _add_programs(tree, programs, links or {}, host_files)
     files = await kernel.modules_for(modules)
     listed = [str(f.relative_to(kernel.tree)) for f in files]
     for path, source in zip(listed, files, strict=True):
@@ -342,10 +349,19 @@ async def _build(name: str, tree: _Tree, cache_dir: Path) -> Path:
     return target
 
 
-async def build_imaging_os(kernel: Kernel, cache_dir: Path) -> Path:
-    """The imaging OS's initramfs for ``kernel`` (cached in ``cache_dir``)."""
+def frisbee_files(folder: Path | None) -> dict[str, Path]:
+    """Emulab's node programs (the ``frisbee`` client, ``imagezip``) in ``folder``, by their path in the
+    imaging OS; none without a folder (the testbed's config then names no frisbee programs either)."""
+    if folder is None:
+        return {}
+    return {f"usr/bin/{name}": folder / name for name in FRISBEE_NODE_PROGRAMS}
+
+
+async def build_imaging_os(kernel: Kernel, cache_dir: Path, frisbee_programs: Path | None = None) -> Path:
+    """The imaging OS's initramfs for ``kernel`` (cached in ``cache_dir``), with Emulab's node programs
+    from the folder ``frisbee_programs`` (:func:`imaging.testbed.frisbee.locate`) when one is given."""
     tree = await _base_tree(kernel, IMAGING_OS, NET_MODULES, IMAGING_OS_PROGRAMS, IMAGING_OS_INIT,
-                            IMAGING_OS_LINKS)
+                            IMAGING_OS_LINKS, frisbee_files(frisbee_programs))
     return await _build(IMAGING_OS, tree, cache_dir)
 
 

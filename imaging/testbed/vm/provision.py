@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UsageError
-from .. import programs, pxe
+from .. import frisbee, programs, pxe
 from ..files import DEFAULT_IMAGE
 from ..images import TestImage, new_identity
 from ..layout import Layout
@@ -69,7 +69,7 @@ async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], re
         raise UsageError(f"--kernel-package {deb}: no such file; fetch one with make vm-packages")
     # the unpacked tree (400 MB, needed only to build) is shared by the testbeds, beside its package
     tree = await kernel.unpack(deb, deb.parent if os.access(deb.parent, os.W_OK) else cache)
-    imaging_os = await initramfs.build_imaging_os(tree, cache)
+    imaging_os = await initramfs.build_imaging_os(tree, cache, frisbee.locate())
     disk_os = await initramfs.build_disk_os(tree, cache, [layout.host_key, layout.rsa_host_key],
                                             layout.client_key.with_name(layout.client_key.name + ".pub"))
     smallest = bootimage.smallest_mib(tree, disk_os)
