@@ -15,6 +15,13 @@ how many nodes the JSON summary says succeeded, and how many disks really hold
 the image (sha256 of the first 64 MiB of each disk file against the image's).
 Ratios: wall(32)/wall(1) (target <= 1.10) and transfer(32)/transfer(1).
 
+frisbee beside udpcast, in the same run on the same testbeds: the same 64 MiB
+made a raw ``.ndz`` by Emulab's ``imagezip -r`` (nothing to compress either),
+loaded with ``imaging-load --transport frisbee`` at the same cap, on 1, 8 and 32
+nodes: ``frisbeed``'s log times its transfer, from the first client's ``joins``
+to the last one's ``leaves``.  Ratios: frisbee / udpcast of the wall and
+transfer times for each node count, and frisbee's own wall(32)/wall(1).
+
 Baseline, on the 8-node testbed booted into the imaging OS: the same image sent
 to the 8 nodes one after the other over TCP, ``nc -l -p PORT -d 1<>DISK`` run on
 each node over telnet, fed from the server namespace by a Python sender paced
@@ -50,7 +57,7 @@ from pathlib import Path
 
 from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
-from imaging.testbed import pxe, state
+from imaging.testbed import frisbee, pxe, state
 from imaging.testbed.images import TestImage, make_image, sha256_file
 from imaging.testbed.layout import Layout
 
@@ -110,11 +117,26 @@ def busy_between(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 # --- one multicast load ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Markers:
+    """What a transport's sender logs when the transfer starts, and when one receiver is done with it."""
+
+    start: str
+    done: str
+    done_count: bool  # the transfer is complete once ``done`` was said once per node (else once)
+
+
+MARKERS = {"udpcast": Markers("Starting transfer", "Transfer complete.", done_count=False),
+           "frisbee": Markers(" joins ", " leaves at ", done_count=True)}
+
+
 @dataclass
 class SenderWatch:
-    """When the sender's log said ``Starting transfer`` and ``Transfer complete.``, with CPU ticks then."""
+    """When the sender's log said the transfer started and completed, with CPU ticks then."""
 
     logs: Path  # the product's transport-logs folder
+    markers: Markers
+    nodes: int
     offsets: dict[Path, int] = field(default_factory=dict)
     text: str = ""
     started: float | None = None
@@ -139,10 +161,11 @@ class SenderWatch:
         """Read what the sender logs gained since the last look; timestamp the markers."""
         self._read()
         now = time.perf_counter()
-        if self.started is None and "Starting transfer" in self.text:
+        if self.started is None and self.markers.start in self.text:
             self.started = now
             self.ticks.append(machine_ticks())
-        if self.started is not None and self.completed is None and "Transfer complete." in self.text:
+        needed = self.nodes if self.markers.done_count else 1
+        if self.started is not None and self.completed is None and self.text.count(self.markers.done) >= needed:
             self.completed = now
             self.ticks.append(machine_ticks())
 
@@ -178,13 +201,13 @@ def event_transfer(events: list[dict[str, object]]) -> float | None:
     return max(finished.values()) - min(float(str(e["time"])) for e in receiving)
 
 
-async def run_load(layout: Layout, mibps: int, extra: list[str]
+async def run_load(layout: Layout, mibps: int, extra: list[str], transport: str
                    ) -> tuple[float, SenderWatch, list[dict[str, object]], list[str], int]:
     """Run ``imaging-load [EXTRA] -i IMAGE -b MIBPS -a --json`` while watching the sender's log.
 
     Returns the wall time, the watch, the JSON records, the other output lines and the exit code.
     """
-    watch = SenderWatch(layout.transport_logs_dir)
+    watch = SenderWatch(layout.transport_logs_dir, MARKERS[transport], layout.count)
     argv = in_server(layout, [str(BIN / "imaging-load"), *extra, "-i", IMAGE, "-b", str(mibps),
                               "-t", str(LOAD_TIMEOUT), "--json", "-a"])
     start = time.perf_counter()
@@ -239,14 +262,15 @@ def grouped_failures(results: list[dict[str, object]]) -> list[str]:
 
 
 def multicast(layout: Layout, image: TestImage, mibps: int, label: str, extra: list[str] | None = None,
-              wipe: bool = True) -> LoadRun:
-    """Load the image on every node of the testbed with the product (``extra`` options first); its
-    figures, disks checked.  ``wipe``: zero the disks first (a fresh testbed's do not hold the image).
-    Nodes a failed load left in the imaging OS are loaded again too."""
+              wipe: bool = True, transport: str = "udpcast") -> LoadRun:
+    """Load the image on every node of the testbed with the product (``extra`` options first, then
+    ``--transport TRANSPORT``); its figures, disks checked.  ``wipe``: zero the disks first (a fresh
+    testbed's do not hold the image).  Nodes a failed load left in the imaging OS are loaded again too."""
     wait_for_stage(layout, "ssh", "telnet")
     if wipe:
         wipe_disks(layout)
-    wall, watch, records, other, code = asyncio.run(run_load(layout, mibps, extra or []))
+    wall, watch, records, other, code = asyncio.run(run_load(layout, mibps, [*(extra or []), "--transport",
+                                                                            transport], transport))
     summary = next((r for r in records if "summary" in r), None)
     results = summary["summary"] if summary and isinstance(summary["summary"], list) else []
     failures = grouped_failures(results)
@@ -285,7 +309,8 @@ async def unicast_one(ip: str, image: Path, mibps: int, disk: str) -> dict[str, 
 
     begin = time.perf_counter()
     output: list[str] = []
-    command = f"nc -l -p {UNICAST_PORT} -d 1<> {shlex.quote(disk)}"
+    # sync: the disk is a block device whose written pages reach the node's disk file only when flushed
+    command = f"nc -l -p {UNICAST_PORT} -d 1<> {shlex.quote(disk)} && sync"
     receiver = asyncio.create_task(telnet.run(ip, command, telnet.TelnetSettings(connect_timeout=2), output.append))
     try:
         async with asyncio.timeout(60):
@@ -419,8 +444,16 @@ def disks_home() -> str | None:
     return shm if stats.f_bavail * stats.f_frsize > 2 * needed else None
 
 
-def run_all(work: Path) -> dict[str, LoadRun]:
-    """Every testbed and every load, in order; the figures by key."""
+def frisbee_image(image: TestImage, programs: Path) -> None:
+    """The same bytes as a raw ``.ndz`` beside the image: ``imagezip -r`` (every sector, as loaded)."""
+    target = image.path.with_suffix(".ndz")
+    subprocess.run([str(programs / frisbee.IMAGEZIP), "-r", "-z1", str(image.path), str(target)], check=True,
+                   capture_output=True, timeout=COMMAND_TIMEOUT)
+
+
+def run_all(work: Path, programs: Path | None) -> dict[str, LoadRun]:
+    """Every testbed and every load, in order; the figures by key.  frisbee's loads only with ``programs``
+    (the folder of Emulab's programs)."""
     runs: dict[str, LoadRun] = {}
     for count in SIZES:
         with testbed(count, work) as layout:
@@ -428,6 +461,11 @@ def run_all(work: Path) -> dict[str, LoadRun]:
                                            cache_dir=work / "cache", random_fill=True))
             runs[f"multicast {count}"] = multicast(layout, image, CAP_MIBPS, f"multicast: imaging-load -b {CAP_MIBPS}",
                                                    wipe=False)
+            if programs is not None:
+                frisbee_image(image, programs)
+                runs[f"frisbee {count}"] = multicast(layout, image, CAP_MIBPS,
+                                                     f"frisbee: imaging-load --transport frisbee -b {CAP_MIBPS}",
+                                                     transport="frisbee")
             if count == SIZES[-1]:
                 tolerant = layout.directory / "tolerant.conf"
                 tolerant.write_text(f"[udpcast]\nretries_until_drop = {TOLERANT_RETRIES}\n")
@@ -458,12 +496,14 @@ def main() -> int:
         return 2
     began = time.perf_counter()
     cores = os.cpu_count()
-    print(f"multicast fan-out of a {IMAGE_MIB} MiB random image ({IMAGE}.img, raw) with imaging-load (udpcast)"
-          f" on {cores} cores; figures are noisy when other work shares the machine\n")
+    programs = frisbee.locate()
+    print(f"multicast fan-out of a {IMAGE_MIB} MiB random image ({IMAGE}.img, raw) with imaging-load (udpcast"
+          f"{', and frisbee' if programs else ''}) on {cores} cores; figures are noisy when other work shares the"
+          " machine" + ("" if programs else "\n(no frisbee programs here: `make frisbee` builds them)") + "\n")
     with tempfile.TemporaryDirectory(prefix="bench-fanout-", dir=disks_home()) as scratch:
-        runs = run_all(Path(scratch))
-    print("  wall: the whole command.  transfer: sender log 'Starting transfer' -> 'Transfer complete.' (unicast: sum"
-          " of the per-node sends).  rest: wall - transfer.")
+        runs = run_all(Path(scratch), programs)
+    print("  wall: the whole command.  transfer: sender log 'Starting transfer' -> 'Transfer complete.' (frisbee:"
+          " frisbeed's first 'joins' -> last 'leaves'; unicast: sum of the per-node sends).  rest: wall - transfer.")
     print("  x-check: --json, first 'receiving' -> last node at 100 % (unicast: the whole loop, telnet set-up"
           " included).  payload: Mibit/s of image per stream.")
     print("  CPU: share of the machine's CPU (all cores) busy during the transfer.  ok: nodes the --json summary"
@@ -479,6 +519,16 @@ def main() -> int:
         print(f"  with --retries-until-drop {TOLERANT_RETRIES}: wall({SIZES[-1]})/wall({SIZES[0]}) ="
               f" {ratio(tolerant.wall, one.wall)}, transfer({SIZES[-1]})/transfer({SIZES[0]}) ="
               f" {ratio(tolerant.transfer, one.transfer)}{caveat(tolerant)}")
+    for count in SIZES:
+        udp, fris = runs.get(f"multicast {count}"), runs.get(f"frisbee {count}")
+        if udp and fris:
+            print(f"  frisbee/udpcast, {count:>2} nodes: wall {ratio(fris.wall, udp.wall):>5},"
+                  f" transfer {ratio(fris.transfer, udp.transfer):>5}{caveat(fris)}{caveat(udp)}")
+    fris_one, fris_many = runs.get(f"frisbee {SIZES[0]}"), runs.get(f"frisbee {SIZES[-1]}")
+    if fris_one and fris_many:
+        print(f"  frisbee wall({SIZES[-1]})/wall({SIZES[0]}) = {ratio(fris_many.wall, fris_one.wall):>5},"
+              f" transfer({SIZES[-1]})/transfer({SIZES[0]}) = {ratio(fris_many.transfer, fris_one.transfer)}"
+              f"{caveat(fris_many)}")
     eight, uni = runs.get(f"multicast {UNICAST_NODES}"), runs.get("unicast")
     if eight and uni:
         print(f"  unicast({UNICAST_NODES})/multicast({UNICAST_NODES}) transfer = {ratio(uni.transfer, eight.transfer)}"

@@ -8,25 +8,28 @@ free space, on a 2 GiB and a 16 GiB sparse disk (:mod:`imaging.testbed.disks`).
 For each size, on an emulated testbed of 1 + :data:`TARGETS` nodes whose disks
 have that size:
 
-* ``imaging-save`` (file-system-aware, ``.ptcl.zst``) and ``imaging-save --raw``
-  (``.img.zst``) of node 1: wall time of the command (the faster of :data:`RUNS` for
-  the file-system-aware one), size of the image;
-* ``imaging-load`` of each image onto the other nodes: wall time (the faster of two for
-  the file-system-aware image; the raw load
+* ``imaging-save`` (udpcast, file-system-aware, ``.ptcl.zst``), ``imaging-save --raw``
+  (udpcast, ``.img.zst``) and ``imaging-save --transport frisbee`` (Emulab's imagezip,
+  file-system-aware, ``.ndz``) of node 1: wall time of the command (the faster of
+  :data:`RUNS` for the file-system-aware ones), size of the image;
+* ``imaging-load`` of each image onto the other nodes, by the transport that saved it
+  (udp-sender/udp-receiver, or frisbeed/frisbee): wall time (the faster of two for
+  the file-system-aware images; the raw load
   of the 16 GiB disk goes to :data:`RAW_BIG_TARGETS` nodes only: each node's disk
   file becomes fully allocated, and 8 x 16 GiB do not fit this machine's disk);
 * the size of ``zstd -1`` of the used data alone (every file of the ext4 and the
   FAT, read back from the source disk), the reference of the image size.
 
 Ratios: file-system-aware image / ``zstd -1`` of the used data (target <= 1.1);
-16 GiB / 2 GiB of save and load times for both formats (target <= 1.15 for the
-file-system-aware one: its cost follows the data; the raw one's grows with the
-disk).  Every loaded node is checked: table equal, file systems clean, files'
+16 GiB / 2 GiB of save and load times for every format (target <= 1.15 for the
+file-system-aware ones: their cost follows the data; the raw one's grows with the
+disk); frisbee / udpcast of the file-system-aware save and load times and image
+sizes.  Every loaded node is checked: table equal, file systems clean, files'
 sha256 equal (file-system-aware), or bytes equal (raw, by sha256).
 
 Needs root (network namespaces) and ~45 GB of free disk.  Takes ~10 minutes.
 
-    .venv/bin/python bench/realdisk.py [--sizes 2048,16384] [--targets 8]
+    .venv/bin/python bench/realdisk.py [--sizes 2048,16384] [--targets 8] [--formats fs,raw,frisbee]
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ BIG_MIB = 8192  # from this disk size on, the raw load goes to RAW_BIG_TARGETS n
 TIMEOUT = 1800  # the commands' own deadline (-t)
 BOOT_DELAY = 0.3
 RUNS = 2  # of the file-system-aware save and load
+# label -> the save's options (the load takes the transport's, and reads the image by its name)
+FORMATS = {"fs": (), "raw": ("--raw",), "frisbee": ("--transport", "frisbee")}
+RAW_FORMATS = ("raw",)
 
 
 @dataclass
@@ -107,7 +113,8 @@ def fastest(layout: Layout, folder: Path, row: Row, what: str, runs: list[list[s
     return min(times)
 
 
-def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mib: int) -> Row:
+def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mib: int,
+             formats: list[str]) -> Row:
     """Save both formats from node 1 of a fresh testbed, load each onto the others, and check them."""
     row = Row(disk_mib)
     nodes = 1 + targets
@@ -127,25 +134,28 @@ def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mi
         cmc(layout, 1, "on")
         folder = work / f"images-{disk_mib}"
         folder.mkdir()
-        for label, extra in (("fs", ()), ("raw", ("--raw",))):
-            runs = RUNS if label == "fs" else 1  # the cheap ones twice: the faster run is the figure
+        for label in formats:
+            extra = FORMATS[label]
+            raw = label in RAW_FORMATS
+            runs = 1 if raw else RUNS  # the cheap ones twice: the faster run is the figure
             saved = fastest(layout, folder, row, f"save {label}",
                             [["save", *extra, "-o", f"{label}{run}", "1"] for run in range(runs)])
             if saved is None:
                 continue
-            image = next(folder.glob(f"saving__fit01__*__{label}0.*.zst"))
+            image = next(p for p in folder.glob(f"saving__fit01__*__{label}0.*") if p.suffix != ".sha256")
             row.figures[f"save {label} s"] = saved
             row.figures[f"image {label} MiB"] = image.stat().st_size / 2**20
-            count = targets if label == "fs" or disk_mib < BIG_MIB else min(targets, RAW_BIG_TARGETS)
+            count = targets if not raw or disk_mib < BIG_MIB else min(targets, RAW_BIG_TARGETS)
+            transport = [option for option in extra if option != "--raw"]
             loaded = fastest(layout, folder, row, f"load {label}",
-                             [["load", "-i", str(image), f"2-{1 + count}"]] * runs)
+                             [["load", *transport, "-i", str(image), f"2-{1 + count}"]] * runs)
             if loaded is None:
                 continue
             row.figures[f"load {label} s"] = loaded
             row.figures[f"load {label} nodes"] = count
             for number in range(2, 2 + count):
                 cmc(layout, number, "off")
-            bad = check_targets(layout, source, report, label, range(2, 2 + count))
+            bad = check_targets(layout, source, report, raw, range(2, 2 + count))
             row.notes.append(f"{label}: {count} nodes checked, {len(bad)} differ" + (f" ({bad[:3]})" if bad else ""))
             for number in range(2, 2 + count):  # its space given back: an empty sparse disk again
                 disk = layout.disk_path(layout.nodes()[number - 1])
@@ -155,14 +165,14 @@ def one_size(disk_mib: int, targets: int, work: Path, files_mib: int, deleted_mi
     return row
 
 
-def check_targets(layout: Layout, source: Path, report: disks.DiskReport, label: str,
+def check_targets(layout: Layout, source: Path, report: disks.DiskReport, raw: bool,
                   numbers: range) -> list[str]:
     """The loaded nodes whose disk does not hold the source's (by inspection, or by bytes for raw)."""
     bad = []
-    raw_sha = sha256_file(source) if label == "raw" else ""
+    raw_sha = sha256_file(source) if raw else ""
     for number in numbers:
         disk = layout.disk_path(layout.nodes()[number - 1])
-        if label == "raw":
+        if raw:
             if sha256_file(disk) != raw_sha:
                 bad.append(f"fit{number:02d}: bytes differ")
             continue
@@ -188,7 +198,12 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/var/tmp"), help="where the testbeds live")
     parser.add_argument("--files", type=int, default=FILES_MIB, help=f"MiB of files (default {FILES_MIB})")
     parser.add_argument("--deleted", type=int, default=DELETED_MIB, help=f"MiB deleted (default {DELETED_MIB})")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"what to save and load, of {', '.join(FORMATS)} (default: all)")
     args = parser.parse_args()
+    formats = args.formats.split(",")
+    if not set(formats) <= set(FORMATS):
+        parser.error(f"--formats {args.formats}: each of {', '.join(FORMATS)}")
     if lacks_root("realdisk.py"):
         return 2
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -196,30 +211,38 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="imaging-realdisk-", dir=args.work) as scratch:
         for size in sizes:
             print(f"--- {size} MiB disks: {args.files} MiB of files, {args.deleted} MiB deleted", flush=True)
-            rows.append(one_size(size, args.targets, Path(scratch), args.files, args.deleted))
+            rows.append(one_size(size, args.targets, Path(scratch), args.files, args.deleted, formats))
             print(json.dumps({"disk_mib": rows[-1].disk_mib, **rows[-1].figures, "notes": rows[-1].notes}), flush=True)
-    keys = ["save fs s", "image fs MiB", "load fs s", "load fs nodes", "save raw s", "image raw MiB", "load raw s",
-            "load raw nodes"]
+    keys = [f"{what} {label} {unit}" for label in formats
+            for what, unit in (("save", "s"), ("image", "MiB"), ("load", "s"), ("load", "nodes"))]
     print()
-    print(f"{'disk':>8} {'zstd(used) MiB':>15} " + " ".join(f"{k:>14}" for k in keys))
+    print(f"{'disk':>8} {'zstd(used) MiB':>15} " + " ".join(f"{k:>18}" for k in keys))
     for row in rows:
-        cells = [f"{row.figures[k]:14.1f}" if k in row.figures else f"{'-':>14}" for k in keys]
+        cells = [f"{row.figures[k]:18.1f}" if k in row.figures else f"{'-':>18}" for k in keys]
         print(f"{row.disk_mib:>6}Mi {row.used_zstd / 2**20:15.1f} " + " ".join(cells))
     print()
     for row in rows:
-        print(f"{row.disk_mib} MiB: fs image / zstd -1 of the used data = "
-              f"{ratio(row.figures.get('image fs MiB'), row.used_zstd / 2**20)} (target <= 1.1);"
-              f" raw image / fs image = {ratio(row.figures.get('image raw MiB'), row.figures.get('image fs MiB'))}")
+        figure = row.figures.get
+        print(f"{row.disk_mib} MiB: " + "; ".join(
+            f"{label} image / zstd -1 of the used data = {ratio(figure(f'image {label} MiB'), row.used_zstd / 2**20)}"
+            + ("" if label in RAW_FORMATS else " (target <= 1.1)") for label in formats))
+        if "frisbee" in formats and "fs" in formats:
+            print("    frisbee / udpcast (file-system-aware): " + ", ".join(
+                f"{what} {ratio(figure(f'{what} frisbee {unit}'), figure(f'{what} fs {unit}'))}"
+                for what, unit in (("save", "s"), ("image", "MiB"), ("load", "s"))))
         for note in row.notes:
             print(f"    {note}")
     if len(rows) >= 2:
         small, big = rows[0], rows[-1]
-        for key in ("save fs s", "load fs s", "save raw s", "load raw s"):
-            print(f"{key[:-2]:>9}: {big.disk_mib} MiB / {small.disk_mib} MiB ="
-                  f" {ratio(big.figures.get(key), small.figures.get(key))}"
-                  + (" (target <= 1.15)" if " fs" in key else "")
-                  + (f" ({int(big.figures.get('load raw nodes', 0))} vs {int(small.figures.get('load raw nodes', 0))}"
-                     " nodes)" if key == "load raw s" else ""))
+        for label in formats:
+            for what in ("save", "load"):
+                key = f"{what} {label} s"
+                nodes = f"load {label} nodes"
+                print(f"{what} {label:>8}: {big.disk_mib} MiB / {small.disk_mib} MiB ="
+                      f" {ratio(big.figures.get(key), small.figures.get(key))}"
+                      + ("" if label in RAW_FORMATS else " (target <= 1.15)")
+                      + (f" ({int(big.figures.get(nodes, 0))} vs {int(small.figures.get(nodes, 0))} nodes)"
+                         if what == "load" and big.figures.get(nodes) != small.figures.get(nodes) else ""))
     return 0
 
 
