@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import patterns
+from . import patterns, registry
 from .errors import ConfigError, SelectorError
 from .selector import select
 
@@ -266,7 +266,9 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "root_partition", "partition", "/dev/sda1",
         "partition holding /etc of a loaded OS, stamped by save; 'none' disables the stamp"),
     Key("nodes", "mount_point", "node path", "/mnt", "where the imaging OS mounts root_partition"),
-    Key("nodes", "cmc_timeout", SECONDS, "3", "seconds for one request to a CMC"),
+    Key("nodes", "power", "choice", "cmc", "how a node's power is driven (power.<host> per node): its CMC, or its"
+        " BMC by IPMI at the inventory's cmc address", choices=registry.POWER_NAMES),
+    Key("nodes", "cmc_timeout", SECONDS, "3", "seconds for one request to a node's power controller"),
     Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service", low=1, high=65535),
     Key("nodes", "idle_after_reset", SECONDS, "15",
         "seconds within which a node's control interface must stop answering after a reset"),
@@ -280,13 +282,19 @@ KEYS: tuple[Key, ...] = (
         " fails; it may decompress and write for minutes after the sender has ended"),
     Key("nodes", "bandwidth", "int", "500", "multicast bandwidth in Mibps (bandwidth.<host> per node)",
         low=1, high=100_000, unit="Mibps"),
+    Key("power", "credentials", "optional path", "",
+        "the BMCs' logins (ipmi): an ini file that only its owner may read, [default] and [<host>] sections"
+        " of user and password"),
+    Key("power", "ipmitool", "word", "ipmitool", "the IPMI client the ipmi driver runs"),
+    Key("power", "ipmi_port", "int", "623", "UDP port of the BMCs' IPMI service", low=1, high=65535),
+    Key("power", "ipmi_cipher", "int", "3", "IPMI 2.0 cipher suite (ipmitool -C)", low=0, high=17),
     Key("pxelinux", "config_dir", "path", "/tftpboot/pxelinux.cfg",
         "where pxelinux looks for the per-MAC files 01-<mac>"),
     Key("pxelinux", "frisbee_image", "file name", "pxefrisbee",
         "file in config_dir that boots the imaging OS (frisbee_image.<host> per node)"),
     Key("images", "images_dir", "path", "/var/lib/imaging/images", "the image repository"),
     Key("images", "default_image", "word", "default", "image loaded when -i is not given"),
-    Key("transport", "kind", "choice", "frisbee", "how images travel", choices=("frisbee", "udpcast")),
+    Key("transport", "kind", "choice", "frisbee", "how images travel", choices=registry.TRANSPORT_NAMES),
     Key("transport", "server_ip", "ipv4", "",
         "the server's address on the control network; guessed from the inventory when empty"),
     Key("transport", "pattern_multicast", "group pattern", "234.5.6.*",

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import disklayout, imagecheck
+from . import disklayout, imagecheck, registry
 from .errors import ImageError
 
 if TYPE_CHECKING:
@@ -40,13 +40,10 @@ class Format:
     check: Callable[[Path], imagecheck.Content]
 
 
-# extension -> its format; longest first so .img.zst beats .img
-FORMATS: dict[str, Format] = {
-    ".ptcl.zst": Format("udpcast", disklayout.check_image),
-    ".img.zst": Format("udpcast", imagecheck.check_zstd),
-    ".ndz": Format("frisbee", imagecheck.check_ndz),
-    ".img": Format("udpcast", imagecheck.check_raw),
-}
+# extension -> its format, from the transports' lines in the registry; longest first so .img.zst beats .img
+FORMATS: dict[str, Format] = dict(sorted(
+    ((ext, Format(backend.name, registry.resolve(check))) for backend in registry.TRANSPORTS
+     for ext, check in backend.formats.items()), key=lambda item: -len(item[0])))
 EXTENSIONS: dict[str, str] = {ext: kind.transport for ext, kind in FORMATS.items()}  # extension -> transport
 SAVE_RE = re.compile(r"\Asaving__(?P<host>[^_/]+)__(?P<date>\d{4}-\d\d-\d\d@\d\d-\d\d)__(?P<radical>.+)\Z")
 DATE_FORMAT = "%Y-%m-%d@%H-%M"

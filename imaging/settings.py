@@ -6,8 +6,9 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
-from .cmc import ResetSettings
+from . import registry
 from .config import Config
 from .errors import ConfigError
 from .images import Image
@@ -17,6 +18,9 @@ from .jobs.load import LoadPlan
 from .jobs.power import PowerSettings
 from .jobs.save import SavePlan, stamp_command, stamp_line
 from .leases import LeaseSettings, parse_slices
+from .power.base import PowerDriver, PowerOptions
+from .power.credentials import read_credentials
+from .power.reset import ResetSettings
 from .pxelinux import NextBoot
 from .ssh import SshSettings
 from .telnet import TelnetSettings
@@ -52,12 +56,34 @@ def boot_settings(config: Config) -> BootSettings:
                         boot_timeout=config.get_float("nodes", "boot_timeout"))
 
 
-def power_settings(config: Config, timeout: float | None, lock_wait: float = 0.0) -> PowerSettings:
-    """How to talk to the CMCs; ``timeout`` defaults to a generous multiple of cmc_timeout."""
-    cmc_timeout = config.get_float("nodes", "cmc_timeout")
+def power_options(config: Config, nodes: Sequence[Node]) -> PowerOptions:
+    """How to reach the nodes' power controllers: each node's driver, and the BMCs' logins read now when a
+    driver needs them (ConfigError, before any node is touched, when they are missing or unreadable)."""
+    drivers = {n.number: config.get_str("nodes", "power", host=n.hostname) for n in nodes}
+    login = [n for n in nodes if cast(type[PowerDriver],
+                                      registry.resolve(registry.power(drivers[n.number]).target)).needs_login]
+    credentials = None
+    if login:
+        path = config.get_optional_path("power", "credentials")
+        if path is None:
+            raise ConfigError(f"{login[0].hostname}'s power driver is {drivers[login[0].number]}, which logs in:"
+                              " set [power] credentials to the file of the BMCs' logins")
+        credentials = read_credentials(path)
+        for node in login:
+            credentials.login(node.hostname)
+    return PowerOptions(timeout=config.get_float("nodes", "cmc_timeout"), drivers=drivers,
+                        default=config.get_str("nodes", "power"), cmc_port=config.get_int("nodes", "cmc_port"),
+                        ipmi_port=config.get_int("power", "ipmi_port"), ipmitool=config.get_str("power", "ipmitool"),
+                        ipmi_cipher=config.get_int("power", "ipmi_cipher"), credentials=credentials)
+
+
+def power_settings(config: Config, nodes: Sequence[Node], timeout: float | None,
+                   lock_wait: float = 0.0) -> PowerSettings:
+    """How the power commands reach the nodes; ``timeout`` defaults to a generous multiple of cmc_timeout."""
+    power = power_options(config, nodes)
     reset = reset_settings(config)
-    return PowerSettings(cmc_timeout=cmc_timeout, cmc_port=config.get_int("nodes", "cmc_port"),
-                         timeout=timeout if timeout is not None else 3 * cmc_timeout + 2 * reset.idle_after_reset,
+    return PowerSettings(power=power,
+                         timeout=timeout if timeout is not None else 3 * power.timeout + 2 * reset.idle_after_reset,
                          reset=reset, lock_dir=config.get_path("locks", "lock_dir"), lock_wait=lock_wait)
 
 
@@ -89,8 +115,7 @@ def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image
         bandwidth={n: bandwidth or config.get_int("nodes", "bandwidth", host=h) for n, h in hosts.items()},
         disk={n: config.get_str("nodes", "hard_drive", host=h) for n, h in hosts.items()},
         timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
-        reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
-        cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
+        reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
         stall_timeout=config.get_float("nodes", "stall_timeout"),
         pattern_multicast=config.get_str("transport", "pattern_multicast"),
         pattern_port=config.get_str("transport", "pattern_port"),
@@ -119,8 +144,7 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
         nodes=nodes, targets=targets, transport=transport, server_ip=guess_server_ip(config, inventory),
         disk={n.number: config.get_str("nodes", "hard_drive", host=n.hostname) for n in nodes},
         timeout=timeout if timeout is not None else config.get_float("nodes", "save_timeout"),
-        reset_after=reset_after, cmc_timeout=config.get_float("nodes", "cmc_timeout"),
-        cmc_port=config.get_int("nodes", "cmc_port"), boot=boot_settings(config),
+        reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),
         lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait, raw=raw)

@@ -69,13 +69,14 @@ from types import TracebackType
 import pytest
 
 from imaging import partclone, telnet
-from imaging.cmc import CmcError, ResetSettings
 from imaging.disklayout import Layout, Partition, method_for, partition_device, trailer
 from imaging.errors import ImagingError, NodeFailure
 from imaging.events import Event
 from imaging.images import Image
 from imaging.inventory import Interface, Node
 from imaging.jobs.imagingos import BootSettings, JobState
+from imaging.power.base import PowerError, PowerOptions
+from imaging.power.reset import ResetSettings
 from imaging.pxelinux import NextBoot, config_name
 
 Entry = tuple[str, ...]
@@ -527,7 +528,7 @@ class Received:
 
 
 class FakeCmc:
-    """The jobs' ``CmcClient``, answering for the cards of the bed's nodes."""
+    """The jobs' ``Power`` (a CMC for every node), answering for the cards of the bed's nodes."""
 
     def __init__(self, bed: FakeTestbed, timeout: float) -> None:
         self.bed, self.timeout = bed, timeout
@@ -540,12 +541,12 @@ class FakeCmc:
         return None
 
     async def request(self, node: Node, verb: str) -> str:
-        """Send one verb; the answer, or CmcError when the card is down."""
+        """Send one verb; the answer, or PowerError when the card is down."""
         await asyncio.sleep(0)
         fake = self.bed.nodes[node.number]
         if fake.cmc_down:
             self.bed.note("cmc", fake.host, verb, "no answer")
-            raise CmcError(f"unreachable (timeout {self.timeout:g}s)")
+            raise PowerError(f"unreachable (timeout {self.timeout:g}s)")
         if verb == "status":
             return fake.power
         self.bed.note("cmc", fake.host, verb)
@@ -565,6 +566,10 @@ class FakeCmc:
     async def status(self, node: Node) -> str:
         """``on`` or ``off``."""
         return await self.request(node, "status")
+
+    def label(self, node: Node) -> str:
+        """How messages name the card."""
+        return "CMC"
 
 
 class FakeTestbed:
@@ -612,13 +617,13 @@ class FakeTestbed:
         self.note("boot", fake.host, fake.booted)
 
     async def any_port_answers(self, host: str, ports: object, timeout: float) -> bool:
-        """``imaging.cmc.any_port_answers``: does the node's control interface answer?"""
+        """``imaging.power.reset.any_port_answers``: does the node's control interface answer?"""
         await asyncio.sleep(0)
         return self._by_ip[host].answering(asyncio.get_running_loop().time())
 
-    def cmc_client(self, timeout: float, port: int = 80) -> FakeCmc:
-        """``CmcClient(timeout, port)`` as the jobs call it."""
-        return FakeCmc(self, timeout)
+    def power(self, options: PowerOptions) -> FakeCmc:
+        """``Power(options)`` as the jobs call it."""
+        return FakeCmc(self, options.timeout)
 
     def sender_process(self, argv: list[str], log_path: Path) -> FakeSender:
         """``SenderProcess(argv, log_path)`` as the load calls it."""
@@ -1113,9 +1118,9 @@ class FakeTestbed:
     # -- wiring -----------------------------------------------------------------------------------------
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Put the fakes where the jobs look them up."""
-        monkeypatch.setattr("imaging.jobs.load.CmcClient", self.cmc_client)
-        monkeypatch.setattr("imaging.jobs.save.CmcClient", self.cmc_client)
-        monkeypatch.setattr("imaging.cmc.any_port_answers", self.any_port_answers)
+        monkeypatch.setattr("imaging.jobs.load.Power", self.power)
+        monkeypatch.setattr("imaging.jobs.save.Power", self.power)
+        monkeypatch.setattr("imaging.power.reset.any_port_answers", self.any_port_answers)
         monkeypatch.setattr("imaging.telnet.run", self.telnet_run)
         monkeypatch.setattr("imaging.telnet.wait_until_up", self.telnet_wait_until_up)
         monkeypatch.setattr("imaging.jobs.load.SenderProcess", self.sender_process)

@@ -17,6 +17,7 @@ from imaging.images import Image
 from imaging.inventory import Inventory
 from imaging.jobs.load import LoadPlan, load
 from imaging.partclone import restore_weights
+from imaging.power.base import PowerOptions
 from imaging.settings import load_plan, next_boot
 from imaging.transports.udpcast import Udpcast
 from imaging.units import human_size
@@ -65,7 +66,7 @@ def plan_for(tmp_path: Path, bed: FakeTestbed, image: Image, **changes: object) 
     nodes = [fake.node for fake in bed.nodes.values()]
     plan = LoadPlan(nodes=nodes, image=image, transport=Udpcast(), server_ip="127.0.0.1",
                     bandwidth={n.number: 500 for n in nodes}, disk={n.number: "/dev/sda" for n in nodes},
-                    timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80, boot=FAST_BOOT,
+                    timeout=5.0, reset_after=True, power=PowerOptions(timeout=1.0), boot=FAST_BOOT,
                     stall_timeout=0.2,  # a receiver the sender dropped fails after 0.2 s without progress
                     pattern_multicast="234.5.6.*", pattern_port="10000 + *", pattern_size=8,
                     lock_dir=tmp_path / "locks", log_dir=tmp_path / "logs")

@@ -20,6 +20,7 @@ from imaging.events import NodeResult
 from imaging.images import Image
 from imaging.jobs.load import LoadPlan, load
 from imaging.jobs.save import SavePlan, save, stamp_command, stamp_line
+from imaging.power.base import PowerOptions
 from imaging.transports.udpcast import Udpcast
 from imaging.units import human_size
 from tests.fakes import (
@@ -79,7 +80,7 @@ def plan_for(tmp_path: Path, bed: FakeTestbed, **changes: object) -> SavePlan:
     (tmp_path / "saves").mkdir(exist_ok=True)
     plan = SavePlan(nodes=nodes, targets={n.number: target(tmp_path, n.hostname) for n in nodes},
                     transport=Udpcast(), server_ip="127.0.0.1", disk={n.number: "/dev/sda" for n in nodes},
-                    timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80, boot=FAST_BOOT,
+                    timeout=5.0, reset_after=True, power=PowerOptions(timeout=1.0), boot=FAST_BOOT,
                     pattern_port=f"{free_port_base(len(nodes))} + *", pattern_size=len(nodes),
                     lock_dir=tmp_path / "locks", stamp=dict.fromkeys((n.number for n in nodes), None))
     return replace(plan, **changes)  # type: ignore[arg-type]
@@ -313,7 +314,7 @@ async def test_a_layout_image_saved_from_one_node_loads_onto_another(
     bed.install(monkeypatch)
     image = Image(path, ".ptcl.zst", path.stat().st_size, path.stat().st_mtime)
     plan = LoadPlan(nodes=[blank.node], image=image, transport=Udpcast(), server_ip="127.0.0.1", bandwidth={2: 500},
-                    disk={2: "/dev/sda"}, timeout=5.0, reset_after=True, cmc_timeout=1.0, cmc_port=80,
+                    disk={2: "/dev/sda"}, timeout=5.0, reset_after=True, power=PowerOptions(timeout=1.0),
                     boot=FAST_BOOT, stall_timeout=0.5, pattern_multicast="234.5.6.*", pattern_port="10000 + *",
                     pattern_size=8, lock_dir=tmp_path / "locks", log_dir=tmp_path / "logs")
     state = job_state(bed)

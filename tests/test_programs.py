@@ -47,7 +47,8 @@ def product_programs() -> dict[str, str]:
     found = {}
     for key in KEYS:
         programs = ("sender", "receiver", "server", "client", "imagezip", "netcat", "imagedump")
-        if key.section in ("udpcast", "frisbee") and key.name in programs and key.default not in FRISBEE:
+        if (key.section in ("udpcast", "frisbee") and key.name in programs and key.default not in FRISBEE) \
+                or (key.section, key.name) == ("power", "ipmitool"):
             found[key.default] = f"[{key.section}] {key.name}"
     return found
 

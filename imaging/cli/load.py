@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
+from .. import registry
 from ..errors import UsageError
 from .common import Context, add_node_arguments, mibps, replayed_options, run_node_job, seconds
 
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multicast bandwidth in Mibps for every node (default: [nodes] bandwidth per node)")
     parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] load_timeout)")
-    parser.add_argument("--transport", choices=("frisbee", "udpcast"),
+    parser.add_argument("--transport", choices=registry.TRANSPORT_NAMES,
                         help="how the image travels (default: [transport] kind)")
     parser.add_argument("-n", "--no-reset", action="store_true",
                         help="leave the nodes in the imaging OS when done")

@@ -1,4 +1,4 @@
-"""`imaging-status|on|off|reset|info SPEC…`: talk to the nodes' management cards."""
+"""`imaging-status|on|off|reset|info SPEC…`: talk to the nodes' power controllers (CMC, IPMI BMC)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..settings import power_settings
 
     nodes = ctx.select_nodes()
-    settings = power_settings(ctx.config, args.timeout, args.wait_lock)
+    settings = power_settings(ctx.config, nodes, args.timeout, args.wait_lock)
     if args.command in CHANGING:  # status and info only read: no lease, no lock
         ctx.require_lease(nodes)
     results = asyncio.run(power(nodes, args.command, settings, plain=args.plain))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import registry
 from .common import Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `resolve`."""
     parser.add_argument("name", metavar="NAME", help="a path, file name, alias or radical")
-    parser.add_argument("--transport", choices=("frisbee", "udpcast"),
+    parser.add_argument("--transport", choices=registry.TRANSPORT_NAMES,
                         help="only images this transport loads")
     parser.add_argument("--check", action="store_true",
                         help="also check the file as a load does before touching any node"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import registry
 from .common import Context, add_node_arguments, replayed_options, run_node_job, seconds
 
 DEFAULT_RADICAL = "image"
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--comment", default="", help="comment stamped on the saved OS's /etc/imaging-image")
     parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                         help="deadline of the whole command (default: [nodes] save_timeout)")
-    parser.add_argument("--transport", choices=("frisbee", "udpcast"),
+    parser.add_argument("--transport", choices=registry.TRANSPORT_NAMES,
                         help="image format (default: [transport] kind)")
     parser.add_argument("--raw", action="store_true",
                         help="save every byte of the disk (udpcast: .img.zst; frisbee: imagezip -r) instead of what"

@@ -18,6 +18,8 @@ DEFAULT_DIR = "testbed"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommands and their options."""
+    from ..testbed.bmc import POWER
+
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, summary: str, new: bool = False) -> argparse.ArgumentParser:
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="where a node's disk appears inside it, under /dev (default /dev/sda, VMs /dev/vda)")
     up.add_argument("--image-size", type=int, metavar="MiB",
                     help="size of the default image once decompressed (default 8, VMs 32)")
+    up.add_argument("--power", choices=POWER, default="cmc",
+                    help="how the product reaches the nodes' power: their cards (cmc, the default), or a BMC per"
+                         " node spoken to by IPMI (ipmi: OpenIPMI's ipmi_sim in front of the card)")
     up.add_argument("--leases", action="store_true",
                     help="make the product check the testbed's leases API ([leases] backend = r2labapi)")
 
@@ -140,7 +145,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                                           faults=args.fault, cmc_only=args.cmc_only,
                                           disk_mib=args.disk_size, image_mib=args.image_size,
                                           disk_path=args.hard_drive, leases=args.leases, vm=args.vm,
-                                          accel=args.accel or "auto", kernel_package=args.kernel_package))
+                                          accel=args.accel or "auto", kernel_package=args.kernel_package,
+                                          power=args.power))
         layout = record.layout
         kind = f" ({record.accel} VMs)" if record.vm else " (CMCs only)" if record.cmc_only else ""
         print(f"testbed {layout.name} up: {record.count} nodes{kind},"

@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .. import partclone, telnet
-from ..cmc import CmcClient, ResetSettings, ensure_reset
 from ..disklayout import Layout
 from ..errors import NodeFailure
 from ..events import Event, NodeResult
 from ..inventory import Node
 from ..locks import LockSet
+from ..power.base import Power
+from ..power.reset import ResetSettings, ensure_reset
 from ..pxelinux import NextBoot
 from ..savereceiver import SaveReceiver
 from ..transports.sender import SenderProcess
@@ -70,7 +71,7 @@ class JobState:
         return [self.results.get(n.number) or NodeResult(n, False, reason, elapsed) for n in nodes]
 
 
-async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings: BootSettings,
+async def boot_imaging_os(node: Node, state: JobState, power: Power, settings: BootSettings,
                           deadline: float, emit: Emit) -> None:
     """Point the node's next boot at the imaging OS, reset it, wait for its telnet
     (at most ``boot_timeout``), then remove the link at once: a crash from then on
@@ -81,8 +82,8 @@ async def boot_imaging_os(node: Node, state: JobState, cmc: CmcClient, settings:
     late = f"imaging OS not up within boot_timeout {settings.boot_timeout:g}s"
     doing = "still resetting"
     try:
-        async with asyncio.timeout_at(boot_deadline):  # the reset too: a CMC may never say "on"
-            what = await ensure_reset(cmc, node, settings.reset)
+        async with asyncio.timeout_at(boot_deadline):  # the reset too: a controller may never say "on"
+            what = await ensure_reset(power, node, settings.reset)
             state.touched.add(node.number)
             emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))
             doing = "telnet not up: timed out"
@@ -135,7 +136,7 @@ async def disk_size(node: Node, disk: str, settings: telnet.TelnetSettings) -> i
     return numbers[-1] if status == 0 and numbers else None
 
 
-async def run_imaging_node(node: Node, work: Callable[[Node], Awaitable[str]], state: JobState, cmc: CmcClient,
+async def run_imaging_node(node: Node, work: Callable[[Node], Awaitable[str]], state: JobState, power: Power,
                            timeout: float, reset_after: bool, emit: Emit) -> None:
     """Run one node's part of a load or save (:func:`run_node`), keep its result in ``state.results`` and
     tell the display.  A node that failed once it was reset into the imaging OS is not left there: its
@@ -144,21 +145,21 @@ async def run_imaging_node(node: Node, work: Callable[[Node], Awaitable[str]], s
     result = await run_node(node, work, timeout)
     state.results[node.number] = result
     if not result.ok and node.number in state.touched:
-        after = await reset_failed(node, state, cmc) if reset_after else "left in the imaging OS (-n)"
+        after = await reset_failed(node, state, power) if reset_after else "left in the imaging OS (-n)"
         result = replace(result, detail=f"{result.detail}; {after}")
         state.results[node.number] = result
     emit(Event(node.hostname, "done" if result.ok else "failed", 100.0 if result.ok else None, result.detail))
 
 
-async def reset_failed(node: Node, state: JobState, cmc: CmcClient) -> str:
-    """Point a failed node's next boot at its disk and reset it (a plain CMC reset, within
+async def reset_failed(node: Node, state: JobState, power: Power) -> str:
+    """Point a failed node's next boot at its disk and reset it (a plain reset by its power controller, within
     FAILED_RESET seconds); return what was done, for its result."""
     try:
         state.nextboot.boot_disk(node)
         async with asyncio.timeout(FAILED_RESET):
-            if await cmc.status(node) == "off":
+            if await power.status(node) == "off":
                 return "it is off"
-            await cmc.request(node, "reset")
+            await power.request(node, "reset")
     except TimeoutError:
         return f"could not reset it to boot its disk (no answer within {FAILED_RESET:g}s)"
     except NodeFailure as exc:

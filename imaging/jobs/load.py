@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import patterns, telnet
-from ..cmc import CmcClient, ensure_reset
 from ..disklayout import Layout, read_layout
 from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
+from ..power.base import Power, PowerOptions
+from ..power.reset import ensure_reset
 from ..transports.base import Channel, Progress, ProgressParser, SendPlan, Transport
 from ..transports.sender import SenderProcess
 from ..units import human_size
@@ -50,8 +51,7 @@ class LoadPlan:
     disk: dict[int, str]  # node number -> disk path on the node
     timeout: float
     reset_after: bool
-    cmc_timeout: float
-    cmc_port: int
+    power: PowerOptions
     boot: BootSettings  # the sender does not wait for a node beyond its boot_timeout
     stall_timeout: float  # seconds a receiver may make no progress before its node fails
     pattern_multicast: str
@@ -66,10 +66,10 @@ class Session:
     """One multicast session: its nodes, channel, sender, and the rendezvous between them."""
 
     def __init__(self, plan: LoadPlan, state: JobState, nodes: Sequence[Node], bandwidth: int,
-                 channel: Channel, emit: Emit, cmc: CmcClient, needed: int | None,
+                 channel: Channel, emit: Emit, power: Power, needed: int | None,
                  layout: Layout | None = None) -> None:
         self.plan, self.state, self.nodes, self.bandwidth = plan, state, nodes, bandwidth
-        self.channel, self.emit, self.cmc = channel, emit, cmc
+        self.channel, self.emit, self.power = channel, emit, power
         self.ready: set[int] = set()
         self.settled = 0
         self.all_settled = asyncio.Event()
@@ -92,7 +92,7 @@ class Session:
 
     async def _boot(self, node: Node, deadline: float) -> None:
         plan = self.plan
-        await boot_imaging_os(node, self.state, self.cmc, plan.boot, deadline, self.emit)
+        await boot_imaging_os(node, self.state, self.power, plan.boot, deadline, self.emit)
         await check_programs(node, plan.transport.node_programs(plan.image.path, self.layout), plan.boot.telnet,
                              plan.transport.name)
         if self.needed is not None:
@@ -188,7 +188,7 @@ class Session:
                 await self.sender.stop()
         if self.plan.reset_after:
             self._phase(node, "rebooting")
-            await ensure_reset(self.cmc, node, self.plan.boot.reset)
+            await ensure_reset(self.power, node, self.plan.boot.reset)
         return f"loaded {self.plan.image.name}" + ("" if self.plan.reset_after else " (left in the imaging OS)")
 
     async def run_sender(self, deadline: float) -> None:
@@ -251,17 +251,17 @@ async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
     groups: dict[int, list[Node]] = defaultdict(list)
     for node in plan.nodes:
         groups[plan.bandwidth[node.number]].append(node)
-    async with CmcClient(plan.cmc_timeout, plan.cmc_port) as cmc:
+    async with Power(plan.power) as power:
         sessions = []
         for bandwidth, nodes in sorted(groups.items()):
             number = state.locks.take_slot(plan.lock_dir, plan.pattern_size)
             channel = Channel(patterns.group(plan.pattern_multicast, number), patterns.port(plan.pattern_port, number))
             log.info("session %d: %s on %s:%d at %d Mibps", number, ",".join(n.hostname for n in nodes),
                      channel.group, channel.port, bandwidth)
-            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, cmc, needed, layout))
+            sessions.append(Session(plan, state, nodes, bandwidth, channel, emit, power, needed, layout))
 
         async def one(session: Session, node: Node) -> None:
-            await run_imaging_node(node, lambda n: session.node_flow(n, deadline), state, cmc, plan.timeout,
+            await run_imaging_node(node, lambda n: session.node_flow(n, deadline), state, power, plan.timeout,
                                    plan.reset_after, emit)
 
         senders = [asyncio.create_task(s.run_sender(deadline)) for s in sessions]

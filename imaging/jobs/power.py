@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..cmc import CmcClient, ResetSettings, ensure_reset
 from ..events import NodeResult
 from ..inventory import Node
 from ..locks import LockSet
+from ..power.base import Power, PowerOptions
+from ..power.reset import ResetSettings, ensure_reset
 from .pernode import for_each_node
 
 CHANGING = ("on", "off", "reset")  # verbs that change a node: they take its lock
@@ -17,10 +18,9 @@ CHANGING = ("on", "off", "reset")  # verbs that change a node: they take its loc
 
 @dataclass(frozen=True)
 class PowerSettings:
-    """How to talk to the CMCs."""
+    """How to talk to the power controllers."""
 
-    cmc_timeout: float
-    cmc_port: int
+    power: PowerOptions
     timeout: float  # the deadline of the whole command, per node
     reset: ResetSettings
     lock_dir: Path | None = None  # where node locks live; None: take none
@@ -29,7 +29,7 @@ class PowerSettings:
 
 async def power(nodes: Sequence[Node], verb: str, settings: PowerSettings,
                 plain: bool = False) -> list[NodeResult]:
-    """Send ``verb`` to every node's CMC; ``reset`` is ensure_reset unless ``plain``.
+    """Send ``verb`` to every node's power controller; ``reset`` is ensure_reset unless ``plain``.
 
     A verb that changes the nodes holds their locks meanwhile (LockBusy names
     the holder).  Results come back sorted by node number.
@@ -44,11 +44,12 @@ async def power(nodes: Sequence[Node], verb: str, settings: PowerSettings,
 
 
 async def _power(nodes: Sequence[Node], verb: str, settings: PowerSettings, plain: bool) -> list[NodeResult]:
-    async with CmcClient(min(settings.cmc_timeout, settings.timeout), settings.cmc_port) as cmc:
+    options = replace(settings.power, timeout=min(settings.power.timeout, settings.timeout))
+    async with Power(options) as power:
         async def work(node: Node) -> str:
             if verb == "reset" and not plain:
-                return await ensure_reset(cmc, node, settings.reset)
-            return await cmc.request(node, verb)
+                return await ensure_reset(power, node, settings.reset)
+            return await power.request(node, verb)
 
         # the client's own timeout answers first, naming the reason; this outer one is the backstop
         results = [result async for result in for_each_node(nodes, work, settings.timeout + 0.5)]

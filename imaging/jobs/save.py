@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import partclone, patterns, telnet
-from ..cmc import CmcClient, ensure_reset
 from ..disklayout import Layout, trailer
 from ..errors import NodeFailure
 from ..events import Event, NodeResult
 from ..inventory import Node
+from ..power.base import Power, PowerOptions
+from ..power.reset import ensure_reset
 from ..savereceiver import SaveReceiver
 from ..transports.base import Transport
 from ..units import human_size
@@ -54,8 +55,7 @@ class SavePlan:
     disk: dict[int, str]
     timeout: float
     reset_after: bool
-    cmc_timeout: float
-    cmc_port: int
+    power: PowerOptions
     boot: BootSettings
     pattern_port: str
     pattern_size: int
@@ -81,10 +81,10 @@ def stamp_line(host: str, radical: str, user: str, comment: str) -> str:
     return " ".join(text.split())  # no newline can reach the file
 
 
-async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient, emit: Emit,
+async def save_node(node: Node, plan: SavePlan, state: JobState, power: Power, emit: Emit,
                     deadline: float) -> str:
     """The whole save of one node; returns what was done."""
-    await boot_imaging_os(node, state, cmc, plan.boot, deadline, emit)
+    await boot_imaging_os(node, state, power, plan.boot, deadline, emit)
     target = plan.targets[node.number]
     disk = plan.disk[node.number]
     layout: Layout | None = None
@@ -162,7 +162,7 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, cmc: CmcClient,
         await receiver.close(state.keep_partial)
     if plan.reset_after:
         emit(Event(node.hostname, "rebooting"))
-        await ensure_reset(cmc, node, plan.boot.reset)
+        await ensure_reset(power, node, plan.boot.reset)
     holds = f", {human_size(layout.used)} of data" if layout is not None else ""
     return f"saved {target.name} ({human_size(receiver.bytes)}{holds}, sha256 {digest[:12]})"
 
@@ -171,8 +171,8 @@ async def save(plan: SavePlan, state: JobState, emit: Emit) -> list[NodeResult]:
     """Save every node concurrently; each result is also kept in ``state.results``."""
     deadline = asyncio.get_running_loop().time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
-    async with CmcClient(plan.cmc_timeout, plan.cmc_port) as cmc:
-        await asyncio.gather(*(run_imaging_node(node, lambda n: save_node(n, plan, state, cmc, emit, deadline),
-                                                state, cmc, plan.timeout, plan.reset_after, emit)
+    async with Power(plan.power) as power:
+        await asyncio.gather(*(run_imaging_node(node, lambda n: save_node(n, plan, state, power, emit, deadline),
+                                                state, power, plan.timeout, plan.reset_after, emit)
                                for node in plan.nodes))
     return [state.results[n.number] for n in plan.nodes]

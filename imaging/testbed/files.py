@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import frisbee, pxe
+from . import bmc, frisbee, pxe
 from .layout import Layout
 from .leases import LEASES_PORT
 
@@ -73,10 +73,11 @@ def frisbee_section(programs: Path | None, own_programs: bool = False) -> str:
 
 
 def config_text(layout: Layout, disk_path: str, leases: bool = False, profile: Profile = EMULATED,
-                frisbee_programs: Path | None = None) -> str:
+                frisbee_programs: Path | None = None, power: str = "cmc") -> str:
     """The product's config file for ``layout`` (keys fixed by the product); with
     ``leases``, the product checks the testbed's leases API; ``frisbee_programs``: the folder
-    of Emulab's programs (the nodes see the host's files: the same paths serve them)."""
+    of Emulab's programs (the nodes see the host's files: the same paths serve them); ``power``:
+    the product's power driver (``ipmi``: the testbed's simulated BMCs, :mod:`.bmc`)."""
     d, p = layout, profile
     return f"""\
 # written by imaging-testbed up: {p.kind} in {d.directory}
@@ -89,6 +90,7 @@ rebootname = reboot
 [nodes]
 hard_drive = {disk_path}
 root_partition = none
+power = {power}
 cmc_timeout = {p.cmc_timeout:g}
 idle_after_reset = 3
 boot_timeout = {p.boot_timeout:g}
@@ -96,6 +98,9 @@ boot_timeout = {p.boot_timeout:g}
 stall_timeout = {p.stall_timeout:g}
 # {p.bandwidth_note}
 bandwidth = {p.bandwidth}
+
+[power]
+credentials = {d.directory / bmc.CREDENTIALS}
 
 [pxelinux]
 config_dir = {d.pxe_dir}
@@ -147,9 +152,10 @@ def inventory(layout: Layout) -> list[dict[str, dict[str, str]]]:
     ]
 
 
-def write_product_files(layout: Layout, disk_path: str, leases: bool = False, profile: Profile | None = None
-                        ) -> None:
+def write_product_files(layout: Layout, disk_path: str, leases: bool = False, profile: Profile | None = None,
+                        power: str = "cmc") -> None:
     """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory
-    (``profile``: the nodes' timings, the emulated nodes' by default)."""
+    (``profile``: the nodes' timings, the emulated nodes' by default; ``power``: the product's driver)."""
     layout.inventory_path.write_text(json.dumps(inventory(layout), indent=1) + "\n")
-    layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED, frisbee.locate()))
+    layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED, frisbee.locate(),
+                                              power))

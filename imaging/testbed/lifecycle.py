@@ -30,12 +30,13 @@ from typing import Any
 from .. import errors
 from . import control, files, firmware, images, network, programs, pxe, registry, state
 from . import leases as leases_api
+from .bmc import IPMI_PORT, POWER, write_bmcs
 from .discovery import absolute, load
 from .faults import Faults, check_vm_knob, parse_assignment
 from .layout import MAX_NODES, NS_PREFIX, Layout
 from .node import NodeStatus
 from .procs import Tracked, kill, kill_netns, run, run_forwarding, stop_all, track, tracked
-from .programs import DROPBEARKEY, IP, SSH_KEYGEN
+from .programs import DROPBEARKEY, IP, SS, SSH_KEYGEN
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def require_root(action: str) -> None:
 async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[str] | None = None,
              cmc_only: bool = False, disk_mib: int | None = None, image_mib: int | None = None,
              disk_path: str | None = None, leases: bool = False, vm: bool = False, accel: str = "auto",
-             kernel_package: Path | None = None) -> state.TestbedState:
+             kernel_package: Path | None = None, power: str = "cmc") -> state.TestbedState:
     """Start a testbed of ``count`` nodes in ``directory``; its record.
 
     Nodes are emulated (namespaces), or qemu machines with ``vm`` (``accel``:
@@ -63,6 +64,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     its usual folder by default).  Sizes and the disk path default per tier.
     With ``leases``, the product's config checks the testbed's leases API
     (``[leases] backend = r2labapi``); its ``url`` is written either way.
+    ``power``: ``cmc`` (the product drives the nodes' cards) or ``ipmi`` (one simulated BMC per node on
+    the card's address, :mod:`imaging.testbed.bmc`, in front of the same card).
 
     ``faults`` are ``fitNN:knob=value`` specs in force from the start.
     Raises UsageError for bad arguments or a testbed already up there,
@@ -92,6 +95,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     if not 1 <= count <= limit:
         raise errors.UsageError(f"a testbed has 1 to {limit} {'VMs' if vm else 'nodes'}"
                                 f"{'' if cmc_only or vm else ' (--cmc-only: more)'}; {count} asked")
+    if power not in POWER:
+        raise errors.UsageError(f"--power {power}: choose one of {', '.join(POWER)}")
     if boot_delay < 0 or disk_mib < image_mib:
         raise errors.UsageError("--boot-delay must be >= 0 and the disk at least as big as the image")
     if not re.fullmatch(r"/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", disk_path):
@@ -115,7 +120,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     index = await network.claim_index()
     layout = Layout(directory, index, count)
     record = state.TestbedState(str(directory), index, count, cmc_only, boot_delay, disk_path, disk_mib,
-                                by_node, chosen_accel, str(registry.path_of(layout.name)))
+                                by_node, chosen_accel, str(registry.path_of(layout.name)), power)
     record.save()  # from here on, down can clean up
     entry = registry.Entry(layout.name, index, str(directory), count, record.kind,
                            layout.namespaces(with_nodes=record.links == "veth"))
@@ -131,14 +136,36 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
             str(directory)]))
         registry.record(entry)
         await _wait_ready(layout)
+        if power == "ipmi":
+            for node, bmc in await asyncio.to_thread(write_bmcs, layout):
+                entry = entry.with_daemon(_spawn(layout, f"bmc-{node.name}",
+                                                 [IP, "netns", "exec", layout.server_ns, *bmc.argv()]))
+            registry.record(entry)
+            await _wait_bmcs(layout)
         if vm:
             await _check_machines(layout)
-        files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None)
+        files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None, power)
     except BaseException:
         await down(directory)
         raise
     log.info("testbed %s up in %s: %d nodes in %.2f s", layout.name, directory, count, time.monotonic() - started)
     return record
+
+
+async def _wait_bmcs(layout: Layout, timeout: float = 10.0) -> None:
+    """Until every simulated BMC listens on its UDP port (ImagingError naming those that do not)."""
+    wanted = {f"{node.cmc_ip}:{IPMI_PORT}" for node in layout.nodes()}
+    deadline = time.monotonic() + timeout
+    while True:
+        out = await run(IP, "netns", "exec", layout.server_ns, SS, "-uln", check=False)
+        listening = {line.split()[3] for line in out.splitlines()[1:] if len(line.split()) > 3}
+        missing = sorted(wanted - listening)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise errors.ImagingError(f"the simulated BMCs on {', '.join(missing[:3])} do not listen;"
+                                      f" see {layout.logs_dir}/bmc-*.out")
+        await asyncio.sleep(0.05)
 
 
 def _check_no_orphan(directory: Path) -> None:

@@ -146,7 +146,8 @@ def fault_rules(layout: Layout, faults: dict[str, Faults]) -> str:
         "table bridge imaging_loss {}", "delete table bridge imaging_loss",
         "table inet imaging_faults {",
         "  set blackholed { type ipv4_addr; }",
-        "  chain input { type filter hook input priority 0; ip daddr @blackholed tcp dport 80 drop; }",
+        "  chain input { type filter hook input priority 0; ip daddr @blackholed tcp dport 80 drop;"
+        " ip daddr @blackholed udp dport 623 drop; }",
         "}",
         "table bridge imaging_loss {",
         "  chain pre { type filter hook prerouting priority 0;",

@@ -76,6 +76,9 @@ DD = "dd"
 PARTCLONE_EXT4 = "partclone.ext4"
 PARTCLONE_VFAT = "partclone.vfat"
 PARTCLONE_DD = "partclone.dd"
+IPMI_SIM = "ipmi_sim"
+SS = "ss"
+CURL = "curl"
 
 _FIRMWARE = "the emulated nodes' firmware (setting up a node's private world, its boot choice)"
 
@@ -130,6 +133,10 @@ PROGRAMS: dict[str, Program] = {
     PARTCLONE_VFAT: Program("partclone", "on the nodes, the product saves and restores FAT partitions"),
     PARTCLONE_DD: Program("partclone", "on the nodes, the product saves and restores partitions of a file system"
                                        " partclone does not know"),
+    CURL: Program("curl", "the simulated BMCs' chassis_control script hands each power action to the node's card"),
+    SS: Program("iproute2", "up --power ipmi waits until every simulated BMC listens on its UDP port"),
+    IPMI_SIM: Program("openipmi", "a node's BMC spoken to by IPMI (OpenIPMI's simulator), its power"
+                                  " actions handed to the node's card by a chassis_control script"),
     # --- the product's side of a testbed -------------------------------------------------------
     UDP_SENDER: Program("udpcast", "the product's multicast sender, in the server namespace"),
     # --- the VM tier -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class TestbedState:
     faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
     accel: str = ""  # VM tier: tcg or kvm; empty for emulated nodes
     registry: str = ""  # the file recording the testbed outside its folder (imaging.testbed.registry)
+    power: str = "cmc"  # how the product reaches the nodes' power: their cards, or BMCs by IPMI (imaging.testbed.bmc)
 
     @property
     def vm(self) -> bool:

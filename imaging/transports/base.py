@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..disklayout import Layout
     from ..partclone import Steps
 
@@ -80,11 +81,15 @@ def pipeline(producer: str, consumer: str) -> str:
 class Transport(ABC):
     """One way of moving images between the server and the nodes."""
 
-    name: ClassVar[str]
-    extensions: ClassVar[tuple[str, ...]]
+    name: ClassVar[str]  # its name in imaging.registry.TRANSPORTS, whose line also gives the formats it loads
     save_extension: ClassVar[str]  # what imaging-save writes
     raw_extension: ClassVar[str | None] = None  # what imaging-save --raw writes (None: no such format)
     layout_extensions: ClassVar[tuple[str, ...]] = ()  # images that record a disk layout (file-system-aware)
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Config) -> Transport:
+        """The transport with the programs and options of its config section."""
 
     def records_layout(self, name: str) -> bool:
         """True when image file ``name`` is file-system-aware: it records the layout of the disk it holds."""

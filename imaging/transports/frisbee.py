@@ -133,7 +133,6 @@ class Frisbee(Transport):
     imagedump: str = "imagedump"
 
     name = "frisbee"
-    extensions = (".ndz",)
     save_extension = ".ndz"
     raw_extension = ".ndz"  # imagezip -r: the same format, every sector in it
 

@@ -141,7 +141,6 @@ class Udpcast(Transport):
     retries_until_drop: int = 15
 
     name = "udpcast"
-    extensions = (LAYOUT_EXTENSION, ".img.zst", ".img")
     save_extension = LAYOUT_EXTENSION
     raw_extension = ".img.zst"
     layout_extensions = (LAYOUT_EXTENSION,)

@@ -182,23 +182,27 @@ class Testbed:
 @contextmanager
 def started_testbed(directory: Path, count: int, *, boot_delay: float = BOOT_DELAY,
                     faults: list[str] | None = None, cmc_only: bool = False,
-                    disk_mib: int = 64) -> Iterator[Testbed]:
+                    disk_mib: int = 64, power: str | None = None) -> Iterator[Testbed]:
     """A testbed of ``count`` nodes in ``directory`` for the duration of the block; always torn down.
 
     The options are those of :func:`imaging.testbed.lifecycle.up`; ``faults``
-    are ``fitNN:knob=value`` specs.  Skips the test when not root or a tool is missing.
+    are ``fitNN:knob=value`` specs; ``power`` defaults to ``$IMAGING_TESTBED_POWER`` or ``cmc``, so that
+    the whole suite can run with each power driver (``IMAGING_TESTBED_POWER=ipmi pytest tests/testbed``).
+    Skips the test when not root or a tool is missing.
     """
     reason = missing_requirements()
     if reason:
         pytest.skip(reason)
     record = asyncio.run(lifecycle.up(directory, count, boot_delay=boot_delay, faults=faults,
-                                      cmc_only=cmc_only, disk_mib=disk_mib))
+                                      cmc_only=cmc_only, disk_mib=disk_mib,
+                                      power=power or os.environ.get(POWER_VARIABLE, "cmc")))
     try:
         yield Testbed(Path(record.directory), record.layout)
     finally:
         asyncio.run(lifecycle.down(directory))
 
 
+POWER_VARIABLE = "IMAGING_TESTBED_POWER"  # the power driver of the testbeds the suite starts
 HOST_FILES = (Path("/etc/resolv.conf"), Path("/etc/hosts"))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import firmware, lifecycle, programs
+from imaging.testbed import bmc, firmware, lifecycle, programs
 from imaging.testbed.vm import kernel
 
 PACKAGE = Path(programs.__file__).parent
@@ -41,7 +41,8 @@ def commands(script: str) -> set[str]:
 
 
 def test_the_node_scripts_run_only_listed_programs() -> None:
-    found = {name: commands(text) for name, text in firmware.SCRIPTS.items()}
+    found = {name: commands(text) for name, text in {**firmware.SCRIPTS, "chassis": bmc.CHASSIS}.items()}
+    assert found["chassis"] == {"curl"}
     assert {"busybox", "ip", "nc", "dropbear", "mtype", "grep", "hostname", "stat"} <= found[firmware.FIRMWARE]
     assert {"cat", "sed", "sleep"} <= found[firmware.RECEIVER_WRAPPER]
     assert {"ip", "busybox"} <= found[firmware.DHCP_HOOK]
