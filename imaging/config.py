@@ -203,6 +203,18 @@ def _url(key: Key, text: str) -> str:
     return text
 
 
+def _redfish_url(key: Key, text: str) -> str:
+    parts = urlsplit(text.replace("{ip}", "192.0.2.1"))
+    _ = parts.port  # ValueError when the port is not one
+    if parts.scheme not in ("http", "https") or "{ip}" not in text or parts.hostname != "192.0.2.1":
+        raise ValueError(text)
+    return text
+
+
+def _word_or_empty(key: Key, text: str) -> str:
+    return _word(key, text) if text else text
+
+
 def _logins(key: Key, text: str) -> str:
     if any(re.search(r"\s", item.strip()) for item in text.split(",")):
         raise ValueError(text)
@@ -249,6 +261,8 @@ KINDS: dict[str, tuple[str, Callable[[Key, str], Value]]] = {
                      " characters, e.g. 10000 + *", _pattern),
     "ipv4": ("an IPv4 address of this server, or empty", _ipv4),
     "url": ("an http:// or https:// URL, or empty", _url),
+    "redfish url": ("an http:// or https:// URL whose host is {ip}", _redfish_url),
+    "word or empty": ("one word without spaces, not starting with '-', or empty", _word_or_empty),
     "words": ("options that split into words as a shell would", _words),
     "logins": ("comma-separated logins, without spaces", _logins),
     "pairs": ("comma-separated login:slice pairs", _pairs),
@@ -267,7 +281,7 @@ KEYS: tuple[Key, ...] = (
         "partition holding /etc of a loaded OS, stamped by save; 'none' disables the stamp"),
     Key("nodes", "mount_point", "node path", "/mnt", "where the imaging OS mounts root_partition"),
     Key("nodes", "power", "choice", "cmc", "how a node's power is driven (power.<host> per node): its CMC, or its"
-        " BMC by IPMI at the inventory's cmc address", choices=registry.POWER_NAMES),
+        " BMC by IPMI or Redfish at the inventory's cmc address", choices=registry.POWER_NAMES),
     Key("nodes", "cmc_timeout", SECONDS, "3", "seconds for one request to a node's power controller"),
     Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service", low=1, high=65535),
     Key("nodes", "idle_after_reset", SECONDS, "15",
@@ -288,6 +302,12 @@ KEYS: tuple[Key, ...] = (
     Key("power", "ipmitool", "word", "ipmitool", "the IPMI client the ipmi driver runs"),
     Key("power", "ipmi_port", "int", "623", "UDP port of the BMCs' IPMI service", low=1, high=65535),
     Key("power", "ipmi_cipher", "int", "3", "IPMI 2.0 cipher suite (ipmitool -C)", low=0, high=17),
+    Key("power", "redfish_url", "redfish url", "https://{ip}",
+        "a BMC's Redfish service, {ip} standing for the node's management (cmc) address"),
+    Key("power", "redfish_verify", "choice", "yes", "check the BMCs' TLS certificates (no: self-signed ones)",
+        choices=("yes", "no")),
+    Key("power", "redfish_system", "word or empty", "",
+        "the node's Redfish system id (redfish_system.<host> per node); empty: the first the BMC lists"),
     Key("pxelinux", "config_dir", "path", "/tftpboot/pxelinux.cfg",
         "where pxelinux looks for the per-MAC files 01-<mac>"),
     Key("pxelinux", "frisbee_image", "file name", "pxefrisbee",

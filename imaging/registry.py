@@ -36,6 +36,7 @@ TRANSPORT_NAMES = tuple(backend.name for backend in TRANSPORTS)
 POWER: tuple[Backend, ...] = (
     Backend("cmc", "imaging.power.cmc:Cmc"),
     Backend("ipmi", "imaging.power.ipmi:Ipmi"),
+    Backend("redfish", "imaging.power.redfish:Redfish"),
 )
 POWER_NAMES = tuple(backend.name for backend in POWER)
 

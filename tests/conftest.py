@@ -11,6 +11,8 @@ import pytest
 from imaging.cli.main import main
 from tests.helpers import SAMPLE_INVENTORY
 
+pytest_plugins = ["tests.bmcs"]  # the card behind the BMCs of the power drivers' tests
+
 
 @dataclass
 class Result:

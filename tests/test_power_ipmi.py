@@ -1,9 +1,8 @@
 """The ipmi power driver against a real BMC: OpenIPMI's ``ipmi_sim`` on loopback, driven by ``ipmitool``.
 
 The simulator is the testbed's own BMC (:mod:`imaging.testbed.bmc`): its chassis actions go to a node's
-card.  Here no node exists, so the card is a small HTTP server in this test that keeps a power state and
-records the verbs (the one stand-in: a node's power hardware); everything between the product and it is
-real (ipmitool, RMCP+, ipmi_sim, its chassis_control script, curl).
+card, here :class:`tests.bmcs.Card` (the one stand-in: a node's power hardware); everything between the
+product and it is real (ipmitool, RMCP+, ipmi_sim, its chassis_control script, curl).
 """
 
 from __future__ import annotations
@@ -14,48 +13,23 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from imaging.errors import ConfigError
-from imaging.inventory import Interface, Node
 from imaging.power.base import Power, PowerError, PowerOptions
 from imaging.power.credentials import Credentials, read_credentials
 from imaging.power.ipmi import Ipmi
 from imaging.power.reset import ResetSettings, ensure_reset
 from imaging.testbed.bmc import USER, credentials_text, write_bmc
+from tests.bmcs import NODE, PASSWORD, Card, credentials_file, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("ipmi_sim") is None or shutil.which("ipmitool") is None,
                                 reason="needs openipmi and ipmitool (make system-packages)")
-PASSWORD = "s3cret-Pw"
 TIMEOUT = 2.0
-
-
-def free_port(kind: int) -> int:
-    """A port nothing listens on now, on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Card:
-    """The node's power hardware behind the BMC: a power state and the verbs it was sent."""
-
-    power: str = "off"
-    verbs: list[str] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        verb = request.match_info["verb"]
-        if verb != "status":
-            self.verbs.append(verb)
-        if verb in ("on", "off"):
-            self.power = verb
-        return web.Response(text=self.power if verb == "status" else "ok")
 
 
 @dataclass
@@ -71,37 +45,11 @@ class Bed:
                             credentials=credentials or self.credentials)
 
 
-NODE = Node(1, Interface("reboot01", "127.0.0.1", "02:00:00:00:00:01"),
-            Interface("fit01", "127.0.0.1", "02:00:00:00:01:01"))
-
-
-def credentials_file(folder: Path, text: str, mode: int = 0o600) -> Path:
-    path = folder / "bmc.conf"
-    path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
 @pytest.fixture
-async def card() -> AsyncIterator[tuple[Card, int]]:
-    """The card, served on loopback."""
-    state = Card()
-    app = web.Application()
-    app.router.add_get("/{verb}", state.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port(socket.SOCK_STREAM)
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield state, port
-    await runner.cleanup()
-
-
-@pytest.fixture
-def bed(card: tuple[Card, int], tmp_path: Path) -> Iterator[Bed]:
-    """ipmi_sim on 127.0.0.1 with the testbed's configuration, its card the one above."""
-    state, card_port = card
+def bed(card: Card, tmp_path: Path) -> Iterator[Bed]:
+    """ipmi_sim on 127.0.0.1 with the testbed's configuration, its card the stand-in."""
     port = free_port(socket.SOCK_DGRAM)
-    bmc = write_bmc(tmp_path / "bmc", "fit01", "127.0.0.1", port, f"127.0.0.1:{card_port}", PASSWORD)
+    bmc = write_bmc(tmp_path / "bmc", "fit01", "127.0.0.1", port, f"127.0.0.1:{card.port}", PASSWORD)
     process = subprocess.Popen(bmc.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     try:
@@ -113,7 +61,7 @@ def bed(card: tuple[Card, int], tmp_path: Path) -> Iterator[Bed]:
                 break
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             time.sleep(0.05)
-        yield Bed(state, port, credentials)
+        yield Bed(card, port, credentials)
     finally:
         process.kill()
         process.wait()

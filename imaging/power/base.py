@@ -43,7 +43,10 @@ class PowerOptions:
     ipmi_port: int = 623
     ipmitool: str = "ipmitool"
     ipmi_cipher: int = 3
-    credentials: Credentials | None = None  # the BMCs' logins (ipmi), never logged
+    redfish_url: str = "https://{ip}"  # a BMC's Redfish service; {ip}: the node's management address
+    redfish_verify: bool = True  # check the BMCs' TLS certificates
+    redfish_systems: Mapping[int, str] = field(default_factory=dict)  # node number -> its Redfish system id
+    credentials: Credentials | None = None  # the BMCs' logins (ipmi, redfish), never logged
 
     def driver_of(self, node: Node) -> str:
         """The name of the driver of ``node``."""

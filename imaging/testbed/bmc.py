@@ -19,10 +19,11 @@ from pathlib import Path
 from .layout import Layout, NodeInfo
 from .programs import IPMI_SIM
 
-POWER = ("cmc", "ipmi")  # how a testbed's nodes may be powered by the product (imaging-testbed up --power)
+POWER = ("cmc", "ipmi", "redfish")  # how the product may power a testbed's nodes (imaging-testbed up --power)
 USER = "admin"
 IPMI_PORT = 623
 CREDENTIALS = "bmc-credentials"  # in the testbed's folder
+FOLDER = "bmc"  # in the testbed's folder: the BMCs' configurations and state
 CHASSIS = r"""#!/bin/sh
 # chassis_control of __NODE__'s simulated BMC: power actions go to the node's card
 card="http://__CMC__/"
@@ -125,14 +126,19 @@ def credentials_text(password: str) -> str:
     return f"[default]\nuser = {USER}\npassword = {password}\n"
 
 
-def write_bmcs(layout: Layout) -> list[tuple[NodeInfo, Bmc]]:
-    """A simulated BMC per node of ``layout`` (under ``bmc/`` in its folder) and the credentials file; the
-    BMCs."""
+def write_credentials(layout: Layout) -> str:
+    """Draw the testbed's BMC password and write the product's credentials file (root only); the password."""
     password = secrets.token_urlsafe(12)
     path = layout.directory / CREDENTIALS
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(credentials_text(password))
-    return [(node, write_bmc(layout.directory / "bmc" / node.name, node.name, node.cmc_ip, IPMI_PORT,
+    return password
+
+
+def write_bmcs(layout: Layout, password: str) -> list[tuple[NodeInfo, Bmc]]:
+    """A simulated IPMI BMC per node of ``layout`` (under ``bmc/`` in its folder) with the login of
+    ``password``; the BMCs."""
+    return [(node, write_bmc(layout.directory / FOLDER / node.name, node.name, node.cmc_ip, IPMI_PORT,
                              node.cmc_ip, password)) for node in layout.nodes()]

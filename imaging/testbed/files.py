@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bmc, frisbee, pxe
+from . import bmc, frisbee, pxe, redfish
 from .layout import Layout
 from .leases import LEASES_PORT
 
@@ -101,6 +101,8 @@ bandwidth = {p.bandwidth}
 
 [power]
 credentials = {d.directory / bmc.CREDENTIALS}
+redfish_url = http://{{ip}}:{redfish.PORT}
+{redfish_systems(layout)}
 
 [pxelinux]
 config_dir = {d.pxe_dir}
@@ -138,6 +140,11 @@ transport_logs = {d.transport_logs_dir}
 backend = {"r2labapi" if leases else "none"}
 url = http://{d.server_ip}:{LEASES_PORT}
 """
+
+
+def redfish_systems(layout: Layout) -> str:
+    """The ``redfish_system.<host>`` lines naming each node's system on the testbed's Redfish emulator."""
+    return "\n".join(f"redfish_system.{node.name} = {redfish.system_id(node.name)}" for node in layout.nodes())
 
 
 def inventory(layout: Layout) -> list[dict[str, dict[str, str]]]:

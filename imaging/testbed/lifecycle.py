@@ -17,6 +17,7 @@ The commands that act on a running testbed find it with
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import re
@@ -28,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from . import control, files, firmware, images, network, programs, pxe, registry, state
+from . import bmc, control, files, firmware, images, network, programs, pxe, redfish, registry, state
 from . import leases as leases_api
-from .bmc import IPMI_PORT, POWER, write_bmcs
+from .bmc import POWER
 from .discovery import absolute, load
 from .faults import Faults, check_vm_knob, parse_assignment
 from .layout import MAX_NODES, NS_PREFIX, Layout
@@ -97,6 +98,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
                                 f"{'' if cmc_only or vm else ' (--cmc-only: more)'}; {count} asked")
     if power not in POWER:
         raise errors.UsageError(f"--power {power}: choose one of {', '.join(POWER)}")
+    if power == "redfish" and importlib.util.find_spec("sushy_tools") is None:
+        raise errors.UsageError("--power redfish runs sushy-tools' Redfish emulator: pip install 'imaging[testbed]'")
     if boot_delay < 0 or disk_mib < image_mib:
         raise errors.UsageError("--boot-delay must be >= 0 and the disk at least as big as the image")
     if not re.fullmatch(r"/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", disk_path):
@@ -136,12 +139,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
             str(directory)]))
         registry.record(entry)
         await _wait_ready(layout)
-        if power == "ipmi":
-            for node, bmc in await asyncio.to_thread(write_bmcs, layout):
-                entry = entry.with_daemon(_spawn(layout, f"bmc-{node.name}",
-                                                 [IP, "netns", "exec", layout.server_ns, *bmc.argv()]))
-            registry.record(entry)
-            await _wait_bmcs(layout)
+        if power != "cmc":
+            entry = await _start_bmcs(layout, entry, power)
         if vm:
             await _check_machines(layout)
         files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None, power)
@@ -152,19 +151,39 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     return record
 
 
-async def _wait_bmcs(layout: Layout, timeout: float = 10.0) -> None:
-    """Until every simulated BMC listens on its UDP port (ImagingError naming those that do not)."""
-    wanted = {f"{node.cmc_ip}:{IPMI_PORT}" for node in layout.nodes()}
+async def _start_bmcs(layout: Layout, entry: registry.Entry, power: str) -> registry.Entry:
+    """Start the nodes' BMCs: an ipmi_sim per node (ipmi), or the Redfish emulator (redfish); wait until they
+    listen; the registry's entry with them."""
+    shutil.rmtree(layout.directory / bmc.FOLDER, ignore_errors=True)  # an earlier testbed's BMC state
+    password = bmc.write_credentials(layout)
+    if power == "ipmi":
+        for node, simulator in await asyncio.to_thread(bmc.write_bmcs, layout, password):
+            entry = entry.with_daemon(_spawn(layout, f"bmc-{node.name}",
+                                             [IP, "netns", "exec", layout.server_ns, *simulator.argv()]))
+        wanted, kind = {f"{node.cmc_ip}:{bmc.IPMI_PORT}" for node in layout.nodes()}, "-uln"
+    else:
+        settings = await asyncio.to_thread(redfish.write_testbed_settings, layout, bmc.USER, password)
+        entry = entry.with_daemon(_spawn(layout, "redfish", [IP, "netns", "exec", layout.server_ns, sys.executable,
+                                                             "-m", "imaging.testbed.redfish", str(settings)]))
+        wanted, kind = {f"0.0.0.0:{redfish.PORT}"}, "-tln"
+    registry.record(entry)
+    await _wait_listening(layout, wanted, kind)
+    return entry
+
+
+async def _wait_listening(layout: Layout, wanted: set[str], kind: str, timeout: float = 15.0) -> None:
+    """Until the server namespace listens on every ``address:port`` of ``wanted`` (``kind``: ss's -uln or
+    -tln); ImagingError naming those it does not."""
     deadline = time.monotonic() + timeout
     while True:
-        out = await run(IP, "netns", "exec", layout.server_ns, SS, "-uln", check=False)
+        out = await run(IP, "netns", "exec", layout.server_ns, SS, kind, check=False)
         listening = {line.split()[3] for line in out.splitlines()[1:] if len(line.split()) > 3}
         missing = sorted(wanted - listening)
         if not missing:
             return
         if time.monotonic() > deadline:
             raise errors.ImagingError(f"the simulated BMCs on {', '.join(missing[:3])} do not listen;"
-                                      f" see {layout.logs_dir}/bmc-*.out")
+                                      f" see {layout.logs_dir}/bmc-*.out or redfish.out")
         await asyncio.sleep(0.05)
 
 

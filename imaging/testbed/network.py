@@ -22,10 +22,12 @@ from __future__ import annotations
 import logging
 
 from ..errors import ImagingError
+from .bmc import IPMI_PORT
 from .faults import Faults
 from .layout import BRIDGE, CMC_INTERFACE, MAX_TESTBEDS, NS_PREFIX, Layout, NodeInfo
 from .procs import run
 from .programs import DNSMASQ, IP, NFT
+from .redfish import PORT as REDFISH_PORT
 
 # jumbo frames on the control LAN: a sixth of the packets for the same bytes,
 # which is what bounds multicast to dozens of emulated receivers on two cores
@@ -147,7 +149,7 @@ def fault_rules(layout: Layout, faults: dict[str, Faults]) -> str:
         "table inet imaging_faults {",
         "  set blackholed { type ipv4_addr; }",
         "  chain input { type filter hook input priority 0; ip daddr @blackholed tcp dport 80 drop;"
-        " ip daddr @blackholed udp dport 623 drop; }",
+        f" ip daddr @blackholed udp dport {IPMI_PORT} drop; ip daddr @blackholed tcp dport {REDFISH_PORT} drop; }}",
         "}",
         "table bridge imaging_loss {",
         "  chain pre { type filter hook prerouting priority 0;",
