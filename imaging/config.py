@@ -282,6 +282,8 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "mount_point", "node path", "/mnt", "where the imaging OS mounts root_partition"),
     Key("nodes", "power", "choice", "cmc", "how a node's power is driven (power.<host> per node): its CMC, or its"
         " BMC by IPMI or Redfish at the inventory's cmc address", choices=registry.POWER_NAMES),
+    Key("nodes", "boot", "choice", "pxelinux", "the network boot loader of a node (boot.<host> per node):"
+        " pxelinux (BIOS) or grub (UEFI)", choices=registry.BOOT_NAMES),
     Key("nodes", "cmc_timeout", SECONDS, "3", "seconds for one request to a node's power controller"),
     Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service", low=1, high=65535),
     Key("nodes", "idle_after_reset", SECONDS, "15",
@@ -312,6 +314,10 @@ KEYS: tuple[Key, ...] = (
         "where pxelinux looks for the per-MAC files 01-<mac>"),
     Key("pxelinux", "frisbee_image", "file name", "pxefrisbee",
         "file in config_dir that boots the imaging OS (frisbee_image.<host> per node)"),
+    Key("grub", "config_dir", "path", "/srv/tftp/grub",
+        "the prefix folder of GRUB's network image, where it looks for grub.cfg-01-<mac>"),
+    Key("grub", "imaging_config", "file name", "imaging-os.cfg",
+        "file in config_dir that boots the imaging OS (imaging_config.<host> per node)"),
     Key("images", "images_dir", "path", "/var/lib/imaging/images", "the image repository"),
     Key("images", "default_image", "word", "default", "image loaded when -i is not given"),
     Key("transport", "kind", "choice", "frisbee", "how images travel", choices=registry.TRANSPORT_NAMES),

@@ -1,5 +1,5 @@
-"""The backends of each kind (transports, power drivers), one line each: a backend is its module plus its
-line here.
+"""The backends of each kind (transports, power drivers, boot loaders), one line each: a backend is its
+module plus its line here.
 
 A line names the backend (what ``[transport] kind`` and ``--transport`` say), where its class lives
 (``module:Class``, imported only when the backend is used) and, for a transport, the image formats
@@ -39,6 +39,11 @@ POWER: tuple[Backend, ...] = (
     Backend("redfish", "imaging.power.redfish:Redfish"),
 )
 POWER_NAMES = tuple(backend.name for backend in POWER)
+BOOT: tuple[Backend, ...] = (
+    Backend("pxelinux", "imaging.boot.pxelinux:Pxelinux"),
+    Backend("grub", "imaging.boot.grub:Grub"),
+)
+BOOT_NAMES = tuple(backend.name for backend in BOOT)
 
 
 def resolve(target: str) -> Any:
@@ -62,3 +67,8 @@ def transport(name: str) -> Backend:
 def power(name: str) -> Backend:
     """The power driver called ``name``; ConfigError listing the known ones otherwise."""
     return _find(POWER, name, "[nodes] power")
+
+
+def boot(name: str) -> Backend:
+    """The boot backend called ``name``; ConfigError listing the known ones otherwise."""
+    return _find(BOOT, name, "[nodes] boot")

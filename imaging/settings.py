@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import cast
 
 from . import registry
+from .boot.base import BootBackend
+from .boot.nextboot import NextBoot, Place
 from .config import Config
 from .errors import ConfigError
 from .images import Image
@@ -21,7 +23,6 @@ from .leases import LeaseSettings, parse_slices
 from .power.base import PowerDriver, PowerOptions
 from .power.credentials import read_credentials
 from .power.reset import ResetSettings
-from .pxelinux import NextBoot
 from .ssh import SshSettings
 from .telnet import TelnetSettings
 from .transports.base import Transport
@@ -130,9 +131,15 @@ def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image
 
 
 def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
-    """The next-boot links of these nodes, each aimed at its imaging-OS file."""
-    return NextBoot(config.get_path("pxelinux", "config_dir"),
-                    {n.number: config.get_str("pxelinux", "frisbee_image", host=n.hostname) for n in nodes})
+    """The next-boot links of these nodes, each with its boot loader ([nodes] boot) and aimed at its
+    imaging-OS file."""
+    places = {}
+    for node in nodes:
+        name = config.get_str("nodes", "boot", host=node.hostname)
+        backend = cast(type[BootBackend], registry.resolve(registry.boot(name).target))()
+        places[node.number] = Place(backend, config.get_path(backend.section, "config_dir"),
+                                    config.get_str(backend.section, backend.target_key, host=node.hostname))
+    return NextBoot(places)
 
 
 def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targets: dict[int, Path],

@@ -4,7 +4,7 @@ A :class:`FakeTestbed` plays the hardware at the interfaces the jobs call:
 
 * the management cards (``CmcClient`` as the jobs import it), with a power
   state machine; a reset or power-on boots the node into what its real
-  next-boot link (a :class:`~imaging.pxelinux.NextBoot` folder) says *at that
+  next-boot link (a :class:`~imaging.boot.nextboot.NextBoot` folder) says *at that
   moment*: the imaging OS when the link points at the imaging-OS file, else
   the disk;
 * the control interface's port probe that ``ensure_reset`` uses (the real
@@ -69,6 +69,8 @@ from types import TracebackType
 import pytest
 
 from imaging import partclone, telnet
+from imaging.boot.nextboot import NextBoot
+from imaging.boot.pxelinux import config_name
 from imaging.disklayout import Layout, Partition, method_for, partition_device, trailer
 from imaging.errors import ImagingError, NodeFailure
 from imaging.events import Event
@@ -77,7 +79,6 @@ from imaging.inventory import Interface, Node
 from imaging.jobs.imagingos import BootSettings, JobState
 from imaging.power.base import PowerError, PowerOptions
 from imaging.power.reset import ResetSettings
-from imaging.pxelinux import NextBoot, config_name
 
 Entry = tuple[str, ...]
 IMAGING_OS = "imaging"
@@ -1136,7 +1137,7 @@ def make_bed(folder: Path, nodes: list[FakeNode]) -> FakeTestbed:
 
 def job_state(bed: FakeTestbed) -> JobState:
     """A job's state with a real NextBoot on the bed's pxelinux folder (and a real LockSet)."""
-    return JobState(NextBoot(bed.config_dir, dict.fromkeys(bed.nodes, bed.imaging_os)))
+    return JobState(NextBoot.single(bed.config_dir, dict.fromkeys(bed.nodes, bed.imaging_os)))
 
 
 def links_left(bed: FakeTestbed) -> list[str]:

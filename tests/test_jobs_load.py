@@ -191,7 +191,7 @@ async def test_b_overrides_the_configured_bandwidths(tmp_path: Path, monkeypatch
     plan = load_plan(config, Inventory(nodes), nodes, image, Udpcast(), bandwidth=option, timeout=5.0,
                      reset_after=True, lock_wait=0.0)
     state = job_state(bed)
-    assert next_boot(config, nodes).targets == state.nextboot.targets
+    assert next_boot(config, nodes).places == state.nextboot.places
     try:
         results = await load(plan, state, bed.emit)
     finally:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .. import partclone, telnet
+from ..boot.nextboot import NextBoot
 from ..disklayout import Layout
 from ..errors import NodeFailure
 from ..events import Event, NodeResult
@@ -19,7 +20,6 @@ from ..inventory import Node
 from ..locks import LockSet
 from ..power.base import Power
 from ..power.reset import ResetSettings, ensure_reset
-from ..pxelinux import NextBoot
 from ..savereceiver import SaveReceiver
 from ..transports.sender import SenderProcess
 from .pernode import run_node

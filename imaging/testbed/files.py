@@ -73,11 +73,12 @@ def frisbee_section(programs: Path | None, own_programs: bool = False) -> str:
 
 
 def config_text(layout: Layout, disk_path: str, leases: bool = False, profile: Profile = EMULATED,
-                frisbee_programs: Path | None = None, power: str = "cmc") -> str:
+                frisbee_programs: Path | None = None, power: str = "cmc", boot: str = "pxelinux") -> str:
     """The product's config file for ``layout`` (keys fixed by the product); with
     ``leases``, the product checks the testbed's leases API; ``frisbee_programs``: the folder
     of Emulab's programs (the nodes see the host's files: the same paths serve them); ``power``:
-    the product's power driver (``ipmi``: the testbed's simulated BMCs, :mod:`.bmc`)."""
+    the product's power driver (``ipmi``: the testbed's simulated BMCs, :mod:`.bmc`); ``boot``: the nodes'
+    boot loader (``grub``: they read GRUB's per-MAC configs)."""
     d, p = layout, profile
     return f"""\
 # written by imaging-testbed up: {p.kind} in {d.directory}
@@ -91,6 +92,7 @@ rebootname = reboot
 hard_drive = {disk_path}
 root_partition = none
 power = {power}
+boot = {boot}
 cmc_timeout = {p.cmc_timeout:g}
 idle_after_reset = 3
 boot_timeout = {p.boot_timeout:g}
@@ -107,6 +109,10 @@ redfish_url = http://{{ip}}:{redfish.PORT}
 [pxelinux]
 config_dir = {d.pxe_dir}
 frisbee_image = {pxe.IMAGING_OS}
+
+[grub]
+config_dir = {pxe.grub_dir(d)}
+imaging_config = {pxe.GRUB_IMAGING_OS}
 
 [images]
 images_dir = {d.images_dir}
@@ -160,9 +166,9 @@ def inventory(layout: Layout) -> list[dict[str, dict[str, str]]]:
 
 
 def write_product_files(layout: Layout, disk_path: str, leases: bool = False, profile: Profile | None = None,
-                        power: str = "cmc") -> None:
+                        power: str = "cmc", boot: str = "pxelinux") -> None:
     """Write ``imaging.conf`` and ``inventory.json`` in the testbed's directory
     (``profile``: the nodes' timings, the emulated nodes' by default; ``power``: the product's driver)."""
     layout.inventory_path.write_text(json.dumps(inventory(layout), indent=1) + "\n")
     layout.config_path.write_text(config_text(layout, disk_path, leases, profile or EMULATED, frisbee.locate(),
-                                              power))
+                                              power, boot))

@@ -34,7 +34,7 @@ FIRMWARE = "firmware"
 DHCP_HOOK = "dhcp-hook"
 RECEIVER_WRAPPER = "receiver-wrapper"
 
-# Inputs, in the environment: TB_NODE, TB_MAC, TB_CONSOLE, TB_SCRATCH, TB_BIN, TB_DISK,
+# Inputs, in the environment: TB_NODE, TB_MAC, TB_BOOT (pxelinux or grub), TB_CONSOLE, TB_SCRATCH, TB_BIN, TB_DISK,
 # TB_DISK_ID (st_dev:st_ino of TB_DISK), TB_DISK_PATH, TB_LOOP, TB_HOST_KEY, TB_RSA_HOST_KEY,
 # TB_CLIENT_PUB, TB_TELNET_HANG, TB_SSH_NEVER, TB_RECEIVER_DIE, TB_DISK_LIMIT_KIB.
 FIRMWARE_SCRIPT = r"""#!/bin/sh
@@ -136,6 +136,21 @@ must busybox udhcpc -i eth0 -f -q -n -t 20 -T 1 -A 1 -s "$R/dhcp-hook" -x "hostn
 . "$R/lease"
 state tftp "$LEASE_SERVER"
 mac=$(echo "$TB_MAC" | tr 'A-Z:' 'a-z-')
+if [ "$TB_BOOT" = grub ]; then
+    # GRUB's network image: grub.cfg-01-<mac> in its prefix, else grub.cfg; its first menu entry boots
+    if busybox tftp -g -r "grub/grub.cfg-01-$mac" -l "$R/pxe.cfg" "$LEASE_SERVER" 2>/dev/null; then
+        say "grub config: grub/grub.cfg-01-$mac"
+    elif busybox tftp -g -r grub/grub.cfg -l "$R/pxe.cfg" "$LEASE_SERVER"; then
+        say "grub config: grub/grub.cfg"
+    else
+        halt no-boot "no grub config from $LEASE_SERVER"
+    fi
+    choice=$(busybox awk '
+        $1 == "menuentry" { entries++ }
+        entries == 1 && $1 == "linux" && choice == "" { sub("^/", "", $2); choice = "kernel " $2 }
+        entries == 1 && $1 == "chainloader" && choice == "" { choice = "local" }
+        END { print (choice == "" ? "none" : choice) }' "$R/pxe.cfg")
+else
 if busybox tftp -g -r "pxelinux.cfg/01-$mac" -l "$R/pxe.cfg" "$LEASE_SERVER" 2>/dev/null; then
     say "pxelinux config: pxelinux.cfg/01-$mac"
 elif busybox tftp -g -r pxelinux.cfg/default -l "$R/pxe.cfg" "$LEASE_SERVER"; then
@@ -154,6 +169,7 @@ choice=$(busybox awk '
         else if (boot[def] == "LOCALBOOT") print "local"
         else print "kernel " boot[def]
     }' "$R/pxe.cfg")
+fi
 say "boot choice: $choice"
 
 case "$choice" in
@@ -212,7 +228,7 @@ local)
         -r /etc/dropbear/dropbear_rsa_host_key -P /run/dropbear.pid
     ;;
 *)
-    halt no-boot "pxelinux config boots nothing this node knows"
+    halt no-boot "the $TB_BOOT config boots nothing this node knows"
     ;;
 esac
 """

@@ -38,6 +38,7 @@ from .layout import MAX_NODES, NS_PREFIX, Layout
 from .node import NodeStatus
 from .procs import Tracked, kill, kill_netns, run, run_forwarding, stop_all, track, tracked
 from .programs import DROPBEARKEY, IP, SS, SSH_KEYGEN
+from .pxe import BOOT
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def require_root(action: str) -> None:
 async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[str] | None = None,
              cmc_only: bool = False, disk_mib: int | None = None, image_mib: int | None = None,
              disk_path: str | None = None, leases: bool = False, vm: bool = False, accel: str = "auto",
-             kernel_package: Path | None = None, power: str = "cmc") -> state.TestbedState:
+             kernel_package: Path | None = None, power: str = "cmc", boot: str = "pxelinux") -> state.TestbedState:
     """Start a testbed of ``count`` nodes in ``directory``; its record.
 
     Nodes are emulated (namespaces), or qemu machines with ``vm`` (``accel``:
@@ -66,7 +67,9 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     With ``leases``, the product's config checks the testbed's leases API
     (``[leases] backend = r2labapi``); its ``url`` is written either way.
     ``power``: ``cmc`` (the product drives the nodes' cards) or ``ipmi`` (one simulated BMC per node on
-    the card's address, :mod:`imaging.testbed.bmc`, in front of the same card).
+    the card's address, :mod:`imaging.testbed.bmc`, in front of the same card; ``redfish``: sushy-tools'
+    emulator, :mod:`imaging.testbed.redfish`).  ``boot``: the emulated nodes' network boot loader,
+    ``pxelinux`` or ``grub`` (they read GRUB's per-MAC configs, :mod:`imaging.testbed.pxe`).
 
     ``faults`` are ``fitNN:knob=value`` specs in force from the start.
     Raises UsageError for bad arguments or a testbed already up there,
@@ -98,6 +101,10 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
                                 f"{'' if cmc_only or vm else ' (--cmc-only: more)'}; {count} asked")
     if power not in POWER:
         raise errors.UsageError(f"--power {power}: choose one of {', '.join(POWER)}")
+    if boot not in BOOT:
+        raise errors.UsageError(f"--boot {boot}: choose one of {', '.join(BOOT)}")
+    if boot != "pxelinux" and vm:
+        raise errors.UsageError("--boot grub is for emulated nodes; the VM tier boots by pxelinux (BIOS)")
     if power == "redfish" and importlib.util.find_spec("sushy_tools") is None:
         raise errors.UsageError("--power redfish runs sushy-tools' Redfish emulator: pip install 'imaging[testbed]'")
     if boot_delay < 0 or disk_mib < image_mib:
@@ -123,7 +130,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     index = await network.claim_index()
     layout = Layout(directory, index, count)
     record = state.TestbedState(str(directory), index, count, cmc_only, boot_delay, disk_path, disk_mib,
-                                by_node, chosen_accel, str(registry.path_of(layout.name)), power)
+                                by_node, chosen_accel, str(registry.path_of(layout.name)), boot, power)
     record.save()  # from here on, down can clean up
     entry = registry.Entry(layout.name, index, str(directory), count, record.kind,
                            layout.namespaces(with_nodes=record.links == "veth"))
@@ -143,7 +150,8 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
             entry = await _start_bmcs(layout, entry, power)
         if vm:
             await _check_machines(layout)
-        files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None, power)
+        files.write_product_files(layout, disk_path, leases, files.vm_profile(chosen_accel) if vm else None, power,
+                                  boot)
     except BaseException:
         await down(directory)
         raise

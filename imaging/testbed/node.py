@@ -59,6 +59,7 @@ class NodeSettings:
     disk_path: str = "/dev/sda"  # where the disk appears inside the node
     disk_mib: int = 64  # size of the disk file
     full: bool = True  # False in --cmc-only mode: no namespace, no boot
+    boot: str = "pxelinux"  # the network boot loader the firmware runs: pxelinux (BIOS) or grub (UEFI)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ class EmulatedNode(PoweredNode):
             "LANG": "C",
             "TB_NODE": self.info.name,
             "TB_MAC": self.info.control_mac,
+            "TB_BOOT": self.settings.boot,
             "TB_CONSOLE": str(layout.console_log(self.info)),
             "TB_SCRATCH": str(layout.nodes_dir / self.info.name),
             "TB_BIN": str(layout.bin_dir),

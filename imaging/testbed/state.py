@@ -36,7 +36,8 @@ class TestbedState:
     faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
     accel: str = ""  # VM tier: tcg or kvm; empty for emulated nodes
     registry: str = ""  # the file recording the testbed outside its folder (imaging.testbed.registry)
-    power: str = "cmc"  # how the product reaches the nodes' power: their cards, or BMCs by IPMI (imaging.testbed.bmc)
+    boot: str = "pxelinux"  # the nodes' network boot loader: pxelinux, or GRUB's configs (imaging.testbed.pxe)
+    power: str = "cmc"  # how the product reaches the nodes' power: cards, or BMCs (imaging.testbed.bmc, .redfish)
 
     @property
     def vm(self) -> bool:
@@ -62,7 +63,7 @@ class TestbedState:
     def settings(self) -> NodeSettings:
         """How its nodes behave."""
         return NodeSettings(boot_delay=self.boot_delay, disk_path=self.disk_path, disk_mib=self.disk_mib,
-                            full=not self.cmc_only)
+                            full=not self.cmc_only, boot=self.boot)
 
     def save(self) -> None:
         """Write the record atomically."""

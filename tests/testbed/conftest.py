@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed import lifecycle, pxe
+from imaging.testbed import lifecycle, pxe, state
 from imaging.testbed.disks import DiskReport, DiskSpec, inspect, make_disk
 from imaging.testbed.layout import Layout, NodeInfo
 from imaging.testbed.node import NodeStatus
@@ -118,8 +118,9 @@ class Testbed:
         return server
 
     def set_next_boot(self, number: int, imaging_os: bool) -> None:
-        """Point node ``number``'s pxelinux symlink at the imaging OS, or remove it (local disk)."""
-        pxe.set_next_boot(self.layout, self.node(number), imaging_os)
+        """Point node ``number``'s next-boot symlink (pxelinux's or GRUB's) at the imaging OS, or remove it
+        (local disk)."""
+        pxe.set_next_boot(self.layout, self.node(number), imaging_os, state.load(self.dir).boot)
 
     def cmc(self, number: int, verb: str, timeout: float = 3.0) -> subprocess.CompletedProcess[str]:
         """``curl`` the node's CMC: ``GET http://<cmc>/<verb>``."""
@@ -182,7 +183,7 @@ class Testbed:
 @contextmanager
 def started_testbed(directory: Path, count: int, *, boot_delay: float = BOOT_DELAY,
                     faults: list[str] | None = None, cmc_only: bool = False,
-                    disk_mib: int = 64, power: str | None = None) -> Iterator[Testbed]:
+                    disk_mib: int = 64, power: str | None = None, boot: str = "pxelinux") -> Iterator[Testbed]:
     """A testbed of ``count`` nodes in ``directory`` for the duration of the block; always torn down.
 
     The options are those of :func:`imaging.testbed.lifecycle.up`; ``faults``
@@ -195,7 +196,7 @@ def started_testbed(directory: Path, count: int, *, boot_delay: float = BOOT_DEL
         pytest.skip(reason)
     record = asyncio.run(lifecycle.up(directory, count, boot_delay=boot_delay, faults=faults,
                                       cmc_only=cmc_only, disk_mib=disk_mib,
-                                      power=power or os.environ.get(POWER_VARIABLE, "cmc")))
+                                      power=power or os.environ.get(POWER_VARIABLE, "cmc"), boot=boot))
     try:
         yield Testbed(Path(record.directory), record.layout)
     finally:

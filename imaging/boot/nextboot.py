@@ -1,10 +1,12 @@
-"""Next-boot symlinks: what each node's pxelinux loads at its next network boot.
+"""Next-boot symlinks: what each node's network boot loader loads at its next boot.
 
-pxelinux first asks the TFTP server for ``pxelinux.cfg/01-<mac>`` (lower case,
-``-`` separated), then falls back to ``default``.  To boot a node into the
-imaging OS we make ``01-<mac>`` a relative symlink to the imaging-OS config
-(``[pxelinux] frisbee_image``, per node ``frisbee_image.<host>``); removing it
-makes the node boot its disk again.
+The loader first asks the TFTP server for a file named after the node's MAC
+(pxelinux: ``pxelinux.cfg/01-<mac>``; GRUB: ``grub.cfg-01-<mac>``), then falls
+back to the default config, which boots the disk.  To boot a node into the
+imaging OS we make that file a relative symlink to the imaging-OS config
+(``[pxelinux] frisbee_image`` or ``[grub] imaging_config``, per node
+``<key>.<host>``); removing it makes the node boot its disk again.  Each node
+has its own :class:`Place`: its backend, folder and imaging-OS config.
 
 A :class:`NextBoot` remembers every link it made, and what each replaced:
 :meth:`NextBoot.restore_all` puts back a link someone else had made (a node
@@ -17,48 +19,66 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImagingError, NodeFailure, UsageError
-from .inventory import Node
+from ..errors import ImagingError, NodeFailure, UsageError
+from ..inventory import Node
+from .base import BootBackend
+from .pxelinux import Pxelinux
 
 log = logging.getLogger(__name__)
 
 
-def config_name(mac: str) -> str:
-    """``01-aa-bb-cc-dd-ee-ff``: the per-MAC file pxelinux asks for."""
-    return "01-" + mac.lower().replace(":", "-")
+@dataclass(frozen=True)
+class Place:
+    """Where one node's next boot is decided: its loader, the loader's config folder, and the file of that
+    folder that boots the imaging OS."""
+
+    backend: BootBackend
+    config_dir: Path
+    target: str
 
 
 class NextBoot:
-    """The per-MAC links of some nodes in one pxelinux config folder."""
+    """The per-MAC links of some nodes, each in its loader's config folder."""
 
-    def __init__(self, config_dir: Path, targets: dict[int, str]) -> None:
-        """``targets`` maps a node number to the imaging-OS file name (in config_dir)."""
-        self.config_dir = config_dir
-        self.targets = targets
+    def __init__(self, places: Mapping[int, Place]) -> None:
+        """``places`` maps a node number to its :class:`Place`."""
+        self.places = places
         self._made: dict[int, Path] = {}
         self._replaced: dict[int, str] = {}  # node number -> the target of the link we replaced
 
+    @classmethod
+    def single(cls, config_dir: Path, targets: Mapping[int, str], backend: BootBackend | None = None) -> NextBoot:
+        """The nodes of ``targets`` (number -> imaging-OS file) all with one loader (pxelinux by default)
+        and one folder."""
+        loader = backend or Pxelinux()
+        return cls({number: Place(loader, config_dir, target) for number, target in targets.items()})
+
     def link_of(self, node: Node) -> Path:
         """Where the node's per-MAC file lives."""
-        return self.config_dir / config_name(node.control.mac)
+        place = self.places[node.number]
+        return place.config_dir / place.backend.link_name(node.control.mac)
 
     def check(self, nodes: Iterable[Node]) -> None:
-        """Before touching any node: the folder exists and this user may write into it, every
+        """Before touching any node: each folder exists and this user may write into it, every
         target exists, and no per-MAC file is a regular file someone else put there.  UsageError
         if not."""
-        if not self.config_dir.is_dir():
-            raise UsageError(f"pxelinux folder {self.config_dir} does not exist; set [pxelinux] config_dir")
-        if not os.access(self.config_dir, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write the next-boot links into the pxelinux folder {self.config_dir}"
-                             " (permission denied); run as a user who may, or set [pxelinux] config_dir")
         for node in nodes:
-            target = self.config_dir / self.targets[node.number]
+            place = self.places[node.number]
+            folder, section = place.config_dir, place.backend.section
+            if not folder.is_dir():
+                raise UsageError(f"{place.backend.name} folder {folder} does not exist; set [{section}] config_dir")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"cannot write the next-boot links into the {place.backend.name} folder {folder}"
+                                 f" (permission denied); run as a user who may, or set [{section}] config_dir")
+            target = folder / place.target
+            key = place.backend.target_key
             if not target.is_file():
-                raise UsageError(f"{node.hostname}: imaging-OS pxelinux file {target} does not exist;"
-                                 f" set [pxelinux] frisbee_image (or frisbee_image.{node.hostname})")
+                raise UsageError(f"{node.hostname}: imaging-OS {place.backend.name} file {target} does not exist;"
+                                 f" set [{section}] {key} (or {key}.{node.hostname})")
             link = self.link_of(node)
             if link.exists() and not link.is_symlink():
                 raise UsageError(f"{node.hostname}: {link} is a regular file, not a next-boot link;"
@@ -67,16 +87,17 @@ class NextBoot:
     def boot_imaging_os(self, node: Node) -> None:
         """Point the node's link at the imaging OS (atomically, replacing a stale link)."""
         link = self.link_of(node)
+        target = self.places[node.number].target
         try:
             previous = os.readlink(link) if link.is_symlink() else None
-            if previous is not None and previous != self.targets[node.number] and node.number not in self._made:
+            if previous is not None and previous != target and node.number not in self._made:
                 self._replaced[node.number] = previous
-            self._point(link, self.targets[node.number])
+            self._point(link, target)
         except OSError as exc:
             raise ImagingError(f"cannot write {link}: {exc.strerror}; check the permissions"
-                               f" of {self.config_dir}") from None
+                               f" of {link.parent}") from None
         self._made[node.number] = link
-        log.info("%s: next boot: imaging OS (%s -> %s)", node.hostname, link, self.targets[node.number])
+        log.info("%s: next boot: imaging OS (%s -> %s)", node.hostname, link, target)
 
     def boot_disk(self, node: Node) -> None:
         """Remove the node's link so it boots its disk (still tracked if that fails)."""
