@@ -19,11 +19,18 @@ on a node that does not answer, side by side with naive baselines run in the sam
     per node, and when their lines reached us), the black-holed node's verdict
     and time, wall / timeout (expected ≈ 1, at most timeout + 1 s) and the exit
     code (1 expected).
+(c) ``imaging-status -a`` per power driver, side by side in one run: on ``--cmc-only``
+    testbeds of 37 and 100 nodes brought up with ``--power cmc``, ``ipmi`` (an
+    OpenIPMI ``ipmi_sim`` per node, the product running ``ipmitool`` per node) and
+    ``redfish`` (sushy-tools' emulator, the product's aiohttp session): median of 3
+    runs after a warm-up, the command's CPU, and each driver's wall time over the
+    CMC's for the same node count.  The BMCs hand every action to the same cards,
+    so the differences are the drivers' and their protocols'.
 
 Needs root (network namespaces), like the testbed.  Every testbed it starts is
 torn down, whatever happens.  Takes about 60 s.  Run it from the checkout:
 
-    .venv/bin/python bench/control.py
+    .venv/bin/python bench/control.py [status] [wait] [drivers]   # the parts to run (default: all)
 """
 
 from __future__ import annotations
@@ -57,13 +64,17 @@ BLACKHOLED = 17
 CMC_LATENCY_MS = 50  # what a real card may take to answer: the emulated ones answer at once
 BOOT_DELAY = 0.3
 COMMAND_TIMEOUT = 60.0  # no single command of this benchmark may take longer
+DRIVERS = ("cmc", "ipmi", "redfish")  # the power drivers compared in (c)
+DRIVER_NODES = (37, 100)
+DRIVER_RUNS = 3
+DRIVER_TIMEOUT = 20.0  # [nodes] cmc_timeout of (c): the emulated BMCs, one Python process for Redfish, are slow
 HELPER = "--sequential-status"  # internal: the Python baseline, run in the server namespace
 RESULT_LINE = re.compile(r"^(?P<node>\S+): (?P<detail>.*) \((?P<seconds>[\d.]+)s\)$")
 
 
-def testbed(count: int, *, cmc_only: bool = False) -> AbstractContextManager[Layout]:
+def testbed(count: int, *, cmc_only: bool = False, power: str = "cmc") -> AbstractContextManager[Layout]:
     """A testbed of ``count`` nodes in a fresh temporary folder, always torn down."""
-    return temporary_testbed(count, prefix="bench-control-", boot_delay=BOOT_DELAY, cmc_only=cmc_only)
+    return temporary_testbed(count, prefix="bench-control-", boot_delay=BOOT_DELAY, cmc_only=cmc_only, power=power)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -108,21 +119,24 @@ def sequential_status(urls: list[str]) -> list[str]:
     return bodies
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used so far by process ``pid`` (0 if it is gone)."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time used so far by process ``pid`` (0 if it is gone); with ``children``, that of
+    its children waited for too."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return used / os.sysconf("SC_CLK_TCK")
 
 
-def controller_pid(layout: Layout) -> int:
-    """The PID of the testbed's controller, the one process that serves every emulated CMC."""
+def server_pids(layout: Layout) -> list[int]:
+    """The PIDs of the processes answering the product: the testbed's controller (every emulated CMC), and
+    the BMCs' (ipmi_sim per node, or the Redfish emulator) when there are."""
     from imaging.testbed.procs import tracked
 
-    return next(p.pid for p in tracked(layout.run_dir) if p.name == "controller")
+    return [p.pid for p in tracked(layout.run_dir) if p.name == "controller" or p.name.startswith(("bmc-", "redfish"))]
 
 
 @dataclass(frozen=True)
@@ -140,13 +154,15 @@ class Timing:
 
 def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expected: int,
             runs: int = STATUS_RUNS) -> Timing:
-    """Median of ``runs`` runs (after one warm-up); answers counted as lines ending in ``on``."""
+    """Median of ``runs`` runs (after one warm-up); answers counted as lines ending in ``on``.  The server
+    CPU is that of the processes answering: the cards' controller, and the BMCs (with their children) when
+    the testbed has some."""
     times, client, server, good = [], [], [], expected
-    cmcs = controller_pid(layout)
+    servers = server_pids(layout)
     for run in range(runs + 1):
-        before = cpu_seconds(cmcs)
+        before = sum(cpu_seconds(pid, children=True) for pid in servers)
         seconds, used, done = timed_run(layout, argv, stdin)
-        served = cpu_seconds(cmcs) - before
+        served = sum(cpu_seconds(pid, children=True) for pid in servers) - before
         answers = sum(1 for line in done.stdout.splitlines() if line.strip().endswith("on"))
         if run:  # run 0 warms the caches up
             times.append(seconds)
@@ -282,8 +298,40 @@ def bench_wait() -> None:
           f" exit code {faulty.code} (1 expected); {len(faulty.nodes)} nodes reported")
 
 
+def bench_drivers() -> None:
+    """(c): imaging-status -a through each power driver on 37 and 100 nodes."""
+    import importlib.util
+
+    drivers = [d for d in DRIVERS if d != "redfish" or importlib.util.find_spec("sushy_tools") is not None]
+    print(f"\n(c) imaging-status -a per power driver on --cmc-only testbeds (median of {DRIVER_RUNS} runs after a"
+          " warm-up; the BMCs hand every action to the same cards)")
+    status = str(BIN / "imaging-status")
+    results: dict[tuple[str, int], Timing] = {}
+    for count in DRIVER_NODES:
+        for driver in drivers:
+            with testbed(count, cmc_only=True, power=driver) as layout:
+                patient = layout.directory / "patient.conf"  # the emulated BMCs are slower than the product
+                patient.write_text(f"[nodes]\ncmc_timeout = {DRIVER_TIMEOUT:g}\n")
+                results[driver, count] = measure(layout, f"{driver}, {count} nodes",
+                                                 [status, "-a", "--config", str(patient)], None, count,
+                                                 runs=DRIVER_RUNS)
+    print(f"  {'driver':<10} {'nodes':>5} {'median':>9} {'min':>8} {'max':>8} {'answers':>8} {'its CPU':>9}"
+          f" {'BMCs+cards CPU':>14} {'per node':>9} {'/ cmc':>7}")
+    for (driver, count), timing in results.items():
+        versus = results.get(("cmc", count))
+        ratio = f"{timing.median / versus.median:6.2f}x" if versus else "-"
+        print(f"  {driver:<10} {count:>5} {timing.median * 1000:6.0f} ms {min(timing.runs) * 1000:5.0f} ms"
+              f" {max(timing.runs) * 1000:5.0f} ms {timing.good_answers:>4}/{timing.expected:<3}"
+              f" {timing.client_cpu * 1000:6.0f} ms {timing.server_cpu * 1000:11.0f} ms"
+              f" {timing.median / count * 1000:6.1f} ms {ratio:>7}")
+    for driver in drivers:
+        small, big = results.get((driver, DRIVER_NODES[0])), results.get((driver, DRIVER_NODES[-1]))
+        if small and big:
+            print(f"  {driver}: {DRIVER_NODES[-1]} nodes / {DRIVER_NODES[0]} nodes = {big.median / small.median:.2f}x")
+
+
 def main() -> int:
-    """Run both parts; the exit code is 0 unless the benchmark itself could not run."""
+    """Run every part; the exit code is 0 unless the benchmark itself could not run."""
     if len(sys.argv) > 1 and sys.argv[1] == HELPER:
         for body in sequential_status(sys.stdin.read().split()):
             print(body)
@@ -293,8 +341,13 @@ def main() -> int:
     started = time.perf_counter()
     print(f"control plane benchmark on {os.cpu_count()} cores"
           f" (figures are noisy when other work shares the machine)\n")
-    bench_status()
-    bench_wait()
+    parts = sys.argv[1:] or ["status", "wait", "drivers"]
+    if "status" in parts:
+        bench_status()
+    if "wait" in parts:
+        bench_wait()
+    if "drivers" in parts:
+        bench_drivers()
     print(f"\nbenchmark wall time: {time.perf_counter() - started:.0f} s")
     return 0
 
