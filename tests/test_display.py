@@ -7,7 +7,7 @@ import json
 
 from rich.console import Console
 
-from imaging.display import BarsDisplay, JsonDisplay, LinesDisplay, TableDisplay, make_display
+from imaging.cli.display import BarsDisplay, JsonDisplay, LinesDisplay, TableDisplay, make_display
 from imaging.events import Event, NodeResult
 from imaging.inventory import Inventory
 from tests.helpers import SAMPLE_INVENTORY

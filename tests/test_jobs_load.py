@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from imaging.cli.settings import load_plan, next_boot
 from imaging.config import Config
 from imaging.disklayout import Layout
+from imaging.errors import ImagingError
 from imaging.events import NodeResult
 from imaging.images import Image
 from imaging.inventory import Inventory
 from imaging.jobs.load import LoadPlan, load
 from imaging.partclone import restore_weights
 from imaging.power.base import PowerOptions
-from imaging.settings import load_plan, next_boot
 from imaging.transports.udpcast import Udpcast
 from imaging.units import human_size
 from tests.fakes import (
@@ -413,3 +414,25 @@ async def test_a_layout_load_names_a_missing_restore_program_before_the_sender_s
     assert results[1].ok
     assert not results[2].ok and "has no mkswap" in results[2].detail
     assert not [entry for entry in bed.timeline if entry[:2] == ("receiver", "fit02")]
+
+
+@pytest.mark.parametrize("problem", ["empty image", "no sender", "no imaging-OS config", "log folder"])
+async def test_a_script_calling_the_job_gets_the_preflight_checks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Image, problem: str) -> None:
+    """The checks the README promises run inside ``jobs.load.load``: a script that calls the job, not the
+    command line, is refused the same way before any node is touched."""
+    bed = bed_for(tmp_path, monkeypatch, fakes(1, 2))
+    plan = plan_for(tmp_path, bed, image)
+    if problem == "empty image":
+        image.path.write_bytes(b"")
+    elif problem == "no sender":
+        plan = replace(plan, transport=Udpcast(sender="no-such-udp-sender"))
+    elif problem == "no imaging-OS config":
+        (bed.config_dir / bed.imaging_os).unlink()
+    else:
+        (tmp_path / "logs").write_text("a file where the log folder goes\n")
+    state = job_state(bed)
+    with pytest.raises(ImagingError) as refused:
+        await load(plan, state, bed.emit)
+    assert refused.value.exit_code == 2, refused.value.message
+    assert bed.timeline == [] and links_left(bed) == [] and not (tmp_path / "locks").exists()

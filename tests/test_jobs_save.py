@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from imaging.disklayout import check_image, read_layout, trailer
+from imaging.errors import UsageError
 from imaging.events import NodeResult
 from imaging.images import Image
 from imaging.jobs.load import LoadPlan, load
@@ -332,3 +333,27 @@ async def test_a_layout_image_saved_from_one_node_loads_onto_another(
     swap = copy[736 * 1024:740 * 1024]
     assert swap[-10:] == b"SWAPSPACE2" and swap[1036:1052] == uuid.UUID(fs_uuid("swap", 3)).bytes
     assert swap[1052:1056] == b"swap"
+
+
+@pytest.mark.parametrize("problem", ["exists", "same file", "unwritable", "no imaging-OS config"])
+async def test_a_script_calling_the_job_gets_the_preflight_checks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str) -> None:
+    """``jobs.save.save`` itself refuses, before any node is touched, what the command line refuses."""
+    bed = make_bed(tmp_path, fakes(1, 2))
+    bed.install(monkeypatch)
+    plan = plan_for(tmp_path, bed)
+    if problem == "exists":
+        plan.targets[2].write_bytes(b"an earlier save\n")
+    elif problem == "same file":
+        plan = replace(plan, targets=dict.fromkeys(plan.targets, plan.targets[1]))
+    elif problem == "unwritable":
+        plan = replace(plan, targets={n: tmp_path / "absent" / t.name for n, t in plan.targets.items()})
+    else:
+        (bed.config_dir / bed.imaging_os).unlink()
+    with pytest.raises(UsageError):
+        await save(plan, job_state(bed), bed.emit)
+    assert bed.timeline == []
+    if problem == "exists":
+        assert plan.targets[2].read_bytes() == b"an earlier save\n"
+        assert (await save(replace(plan, force=True, targets={1: plan.targets[1]}, nodes=plan.nodes[:1]),
+                           job_state(bed), bed.emit))[0].ok

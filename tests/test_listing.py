@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from imaging.cli.listing import SORT_KEYS, matches, print_json, print_table
 from imaging.images import Repository
-from imaging.listing import SORT_KEYS, matches, print_json, print_table
 from tests.conftest import Result
 from tests.helpers import ROOT, make_image
 

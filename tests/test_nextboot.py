@@ -118,8 +118,8 @@ def test_grub_checks_name_its_own_keys(folder: Path, nodes, tmp_path: Path) -> N
 
 
 def test_the_config_chooses_each_nodes_loader(tmp_path: Path, nodes) -> None:
+    from imaging.cli.settings import next_boot
     from imaging.config import Config
-    from imaging.settings import next_boot
 
     conf = tmp_path / "site.conf"
     conf.write_text(f"[nodes]\nboot.fit02 = grub\n[pxelinux]\nconfig_dir = {tmp_path}/pxe\n"

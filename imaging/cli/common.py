@@ -123,7 +123,7 @@ class Context:
         from datetime import UTC, datetime, timedelta
 
         from ..leases import LeaseError, authorize, current_login
-        from ..settings import lease_settings
+        from .settings import lease_settings
         verdict = asyncio.run(authorize(lease_settings(self.config), current_login(), [n.number for n in nodes]))
         if not verdict.allowed:
             raise LeaseError(verdict.reason)
@@ -183,9 +183,9 @@ def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], C
     """Run a load or a save with its display; whatever ends it, undo what it holds
     (``state.cleanup()``, synchronously), print the summary with the line that
     retries the failed nodes, and return the exit code (0 only if every node succeeded)."""
-    from ..display import make_display
     from ..jobs.runner import Interrupted, run_job
     from ..selector import format_ranges
+    from .display import make_display
 
     display = make_display([n.hostname for n in nodes], as_json=args.json, table=getattr(args, "curses", False))
     try:
@@ -205,7 +205,7 @@ def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], C
 def execute(prog: str, run: Callable[[argparse.Namespace, Context], int],
             args: argparse.Namespace, argv: list[str]) -> int:
     """Run a command: set up the log, map errors to one line and an exit code."""
-    from ..logfile import setup_logging, silence
+    from .logfile import setup_logging, silence
     silence()  # until the log file is open (a config error can come first)
     ctx = Context(prog, args)
     try:

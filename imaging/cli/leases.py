@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from datetime import UTC, datetime
 
     from ..leases import current_login, fetch, judge
-    from ..settings import lease_settings
+    from .settings import lease_settings
 
     settings = lease_settings(ctx.config)
     now = datetime.now(UTC)

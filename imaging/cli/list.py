@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     from ..errors import ImagingError
     from ..images import Image, verify
-    from ..listing import SORT_KEYS, matches, print_json, print_table
+    from .listing import SORT_KEYS, matches, print_json, print_table
 
     repository = ctx.repository
     folder = ctx.config.get_path("images", "images_dir")

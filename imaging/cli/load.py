@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 
 from .. import registry
 from ..errors import UsageError
@@ -32,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Check everything before any node is touched, then load; exit 0 only if every node succeeded."""
     from ..jobs.imagingos import JobState
-    from ..jobs.load import load, prepare
-    from ..settings import load_plan, next_boot
+    from ..jobs.load import load, preflight
     from ..transports import transport_for
+    from .settings import load_plan, next_boot
 
     config = ctx.config
     nodes = ctx.select_nodes()
@@ -44,18 +43,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("-i names no image (an empty name); give an image name, or omit -i for"
                          " [images] default_image")
     image = ctx.repository.resolve(name, transport.name).image
-    image.check_content()  # empty, truncated, not of its format: refused before any node is touched
     plan = load_plan(config, ctx.inventory, nodes, image, transport, bandwidth=args.bandwidth,
                      timeout=args.timeout, reset_after=not args.no_reset, lock_wait=args.wait_lock)
-    if shutil.which(transport.sender_program) is None:
-        raise UsageError(f"the {transport.name} sender {transport.sender_program!r} is not installed;"
-                         f" install it or set its path in [{transport.name}]")
     state = JobState(next_boot(config, nodes))
-    state.nextboot.check(nodes)
-    prepare(plan)
+    preflight(plan, state)  # before any node is touched, and before the lease is asked for
     ctx.require_lease(nodes, plan.timeout)
 
     options = replayed_options(args, image=image.name)
     if args.image is None:
         options += ["-i", image.name]  # the retry loads the same image even if the default changes meanwhile
-    return run_node_job(ctx.prog, nodes, lambda st, emit: load(plan, st, emit), state, plan.timeout, args, options)
+    return run_node_job(ctx.prog, nodes, lambda st, emit: load(plan, st, emit, checked=True), state, plan.timeout,
+                        args, options)

@@ -23,9 +23,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Send the verb to every selected node; exit 0 only if every CMC answered as expected."""
     import asyncio
 
-    from ..display import show_result
     from ..jobs.power import CHANGING, power
-    from ..settings import power_settings
+    from .display import show_result
+    from .settings import power_settings
 
     nodes = ctx.select_nodes()
     settings = power_settings(ctx.config, nodes, args.timeout, args.wait_lock)

@@ -45,11 +45,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..errors import UsageError
     from ..images import save_name, validate_name
     from ..jobs.imagingos import JobState
-    from ..jobs.save import save
+    from ..jobs.save import preflight, save
     from ..leases import current_login
     from ..selector import format_ranges
-    from ..settings import next_boot, save_plan
     from ..transports import transport_for
+    from .settings import next_boot, save_plan
 
     validate_name(args.output)
     config = ctx.config
@@ -66,22 +66,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         extension = transport.raw_extension
     now = datetime.now()
     targets = {n.number: folder / save_name(n.hostname, now, args.output, extension) for n in nodes}
-    if len(set(targets.values())) != len(targets):
-        raise UsageError("several nodes would save to the same file; give each its own -o NAME")
-    for node in nodes:
-        target = targets[node.number]
-        if target.exists() and not args.force:
-            raise UsageError(f"{target} exists; pass --force to overwrite it, or choose another -o NAME")
     plan = save_plan(config, ctx.inventory, nodes, targets, transport, timeout=args.timeout,
                      reset_after=not args.no_reset, lock_wait=args.wait_lock, radical=args.output,
-                     comment=args.comment, user=current_login(), raw=args.raw)
+                     comment=args.comment, user=current_login(), raw=args.raw, force=args.force)
+    state = JobState(next_boot(config, nodes), keep_partial=args.keep_partial)
+    preflight(plan, state)
     unstamped = [n.number for n in nodes if plan.stamp[n.number] is None]
     if args.comment and unstamped:
         print(f"{ctx.prog}: warning: the comment (-c) is not stamped on {format_ranges(unstamped)}:"
               " [nodes] root_partition is none there; set it to the partition holding the saved OS's /etc",
               file=sys.stderr)
-    state = JobState(next_boot(config, nodes), keep_partial=args.keep_partial)
-    state.nextboot.check(nodes)
     ctx.require_lease(nodes, plan.timeout)
     options = replayed_options(args)
-    return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit), state, plan.timeout, args, options)
+    return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit, checked=True), state, plan.timeout,
+                        args, options)

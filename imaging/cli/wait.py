@@ -22,9 +22,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print each node as it comes up or fails; exit 0 only if all are up."""
     import asyncio
 
-    from ..display import show_result
     from ..jobs.wait import wait
-    from ..settings import ssh_settings, telnet_settings
+    from .display import show_result
+    from .settings import ssh_settings, telnet_settings
 
     nodes = ctx.select_nodes()
     timeout = args.timeout if args.timeout is not None else ctx.config.get_float("nodes", "wait_timeout")

@@ -10,6 +10,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .. import partclone, telnet
 from ..boot.nextboot import NextBoot
@@ -18,9 +19,10 @@ from ..errors import NodeFailure
 from ..events import Event, NodeResult
 from ..inventory import Node
 from ..locks import LockSet
-from ..power.base import Power
+from ..power.base import Power, PowerOptions
 from ..power.reset import ResetSettings, ensure_reset
 from ..savereceiver import SaveReceiver
+from ..transports.base import Transport
 from ..transports.sender import SenderProcess
 from .pernode import run_node
 
@@ -38,6 +40,25 @@ class BootSettings:
     reset: ResetSettings
     telnet: telnet.TelnetSettings
     boot_timeout: float  # from reset to telnet
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeJobPlan:
+    """What a load and a save both need: the nodes, how to reach them, where their disks are, the deadline
+    and the locks; each job's plan adds its own part."""
+
+    nodes: Sequence[Node]
+    transport: Transport
+    server_ip: str
+    disk: dict[int, str]  # node number -> disk path on the node
+    timeout: float
+    reset_after: bool
+    power: PowerOptions
+    boot: BootSettings
+    pattern_port: str
+    pattern_size: int
+    lock_dir: Path
+    lock_wait: float = 0.0
 
 
 @dataclass

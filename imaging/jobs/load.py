@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -29,37 +30,26 @@ from ..errors import ImagingError, NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..images import Image
 from ..inventory import Node
-from ..power.base import Power, PowerOptions
+from ..power.base import Power
 from ..power.reset import ensure_reset
-from ..transports.base import Channel, Progress, ProgressParser, SendPlan, Transport
+from ..transports.base import Channel, Progress, ProgressParser, SendPlan
 from ..transports.sender import SenderProcess
 from ..units import human_size
-from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, check_programs, disk_size, run_imaging_node
+from .imagingos import Emit, JobState, NodeJobPlan, boot_imaging_os, check_programs, disk_size, run_imaging_node
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LoadPlan:
-    """Everything a load needs, checked before any node is touched."""
+@dataclass(frozen=True, kw_only=True)
+class LoadPlan(NodeJobPlan):
+    """Everything a load needs, checked before any node is touched (the sender does not wait for a node
+    beyond its ``boot.boot_timeout``)."""
 
-    nodes: Sequence[Node]
     image: Image
-    transport: Transport
-    server_ip: str
     bandwidth: dict[int, int]  # node number -> Mibps
-    disk: dict[int, str]  # node number -> disk path on the node
-    timeout: float
-    reset_after: bool
-    power: PowerOptions
-    boot: BootSettings  # the sender does not wait for a node beyond its boot_timeout
     stall_timeout: float  # seconds a receiver may make no progress before its node fails
     pattern_multicast: str
-    pattern_port: str
-    pattern_size: int
-    lock_dir: Path
     log_dir: Path  # this run's folder of transport logs
-    lock_wait: float = 0.0
 
 
 class Session:
@@ -213,6 +203,19 @@ class Session:
             self.sender_up.set()
 
 
+def preflight(plan: LoadPlan, state: JobState) -> None:
+    """What a load checks before any node is touched, nothing changed when one fails: the image is whole
+    and of its format (ImageError), the sender program is installed, every node's next-boot folder and
+    imaging-OS config are there and writable, this run's folder of transport logs can be made
+    (UsageError).  :func:`load` runs it unless told it ran."""
+    plan.image.check_content()
+    if shutil.which(plan.transport.sender_program) is None:
+        raise UsageError(f"the {plan.transport.name} sender {plan.transport.sender_program!r} is not installed;"
+                         f" install it or set its path in [{plan.transport.name}]")
+    state.nextboot.check(plan.nodes)
+    prepare(plan)
+
+
 def prepare(plan: LoadPlan) -> None:
     """What a load makes before any node is touched: this run's folder of transport logs
     (UsageError, nothing changed, when it cannot be made)."""
@@ -235,8 +238,11 @@ async def stalled(parser: ProgressParser, stall_timeout: float) -> None:
             return
 
 
-async def load(plan: LoadPlan, state: JobState, emit: Emit) -> list[NodeResult]:
-    """Run the load; every node's result is also kept in ``state.results`` as it comes."""
+async def load(plan: LoadPlan, state: JobState, emit: Emit, *, checked: bool = False) -> list[NodeResult]:
+    """Run the load (its :func:`preflight` first, unless ``checked``); every node's result is also kept in
+    ``state.results`` as it comes."""
+    if not checked:
+        preflight(plan, state)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)

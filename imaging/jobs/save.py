@@ -14,24 +14,22 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import partclone, patterns, telnet
 from ..disklayout import Layout, trailer
-from ..errors import NodeFailure
+from ..errors import NodeFailure, UsageError
 from ..events import Event, NodeResult
 from ..inventory import Node
-from ..power.base import Power, PowerOptions
+from ..power.base import Power
 from ..power.reset import ensure_reset
 from ..savereceiver import SaveReceiver
-from ..transports.base import Transport
 from ..units import human_size
 from .imagingos import (
-    BootSettings,
     Emit,
     JobState,
+    NodeJobPlan,
     boot_imaging_os,
     check_programs,
     disk_layout,
@@ -44,24 +42,13 @@ STREAM_END = 30.0  # seconds for the stream to end once the node's pipeline exit
 PROGRESS_EVERY = 0.5  # seconds between progress events, unless one more percent was done
 
 
-@dataclass(frozen=True)
-class SavePlan:
+@dataclass(frozen=True, kw_only=True)
+class SavePlan(NodeJobPlan):
     """Everything a save needs, checked before any node is touched."""
 
-    nodes: Sequence[Node]
     targets: dict[int, Path]  # node number -> the file to publish
-    transport: Transport
-    server_ip: str
-    disk: dict[int, str]
-    timeout: float
-    reset_after: bool
-    power: PowerOptions
-    boot: BootSettings
-    pattern_port: str
-    pattern_size: int
-    lock_dir: Path
     stamp: dict[int, str | None]  # node number -> shell command that stamps its OS, or None
-    lock_wait: float = 0.0
+    force: bool = False  # a target that exists is overwritten
     raw: bool = False  # every byte of the disk (imaging-save --raw), not only what its file systems use
 
 
@@ -167,8 +154,27 @@ async def save_node(node: Node, plan: SavePlan, state: JobState, power: Power, e
     return f"saved {target.name} ({human_size(receiver.bytes)}{holds}, sha256 {digest[:12]})"
 
 
-async def save(plan: SavePlan, state: JobState, emit: Emit) -> list[NodeResult]:
-    """Save every node concurrently; each result is also kept in ``state.results``."""
+def preflight(plan: SavePlan, state: JobState) -> None:
+    """What a save checks before any node is touched, nothing changed when one fails (UsageError): no two
+    nodes save to one file, each file's folder is writable, no file is overwritten unless ``plan.force``,
+    and every node's next-boot folder and imaging-OS config are there and writable.  :func:`save` runs it
+    unless told it ran."""
+    if len(set(plan.targets.values())) != len(plan.targets):
+        raise UsageError("several nodes would save to the same file; give each its own -o NAME")
+    for node in plan.nodes:
+        target = plan.targets[node.number]
+        if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+            raise UsageError(f"cannot write into {target.parent}; save into a writable folder")
+        if target.exists() and not plan.force:
+            raise UsageError(f"{target} exists; pass --force to overwrite it, or choose another -o NAME")
+    state.nextboot.check(plan.nodes)
+
+
+async def save(plan: SavePlan, state: JobState, emit: Emit, *, checked: bool = False) -> list[NodeResult]:
+    """Save every node concurrently (its :func:`preflight` first, unless ``checked``); each result is also
+    kept in ``state.results``."""
+    if not checked:
+        preflight(plan, state)
     deadline = asyncio.get_running_loop().time() + plan.timeout
     await state.locks.lock_nodes(plan.lock_dir, [n.hostname for n in plan.nodes], plan.lock_wait)
     async with Power(plan.power) as power:

@@ -8,24 +8,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from . import registry
-from .boot.base import BootBackend
-from .boot.nextboot import NextBoot, Place
-from .config import Config
-from .errors import ConfigError
-from .images import Image
-from .inventory import Inventory, Node
-from .jobs.imagingos import BootSettings
-from .jobs.load import LoadPlan
-from .jobs.power import PowerSettings
-from .jobs.save import SavePlan, stamp_command, stamp_line
-from .leases import LeaseSettings, parse_slices
-from .power.base import PowerDriver, PowerOptions
-from .power.credentials import read_credentials
-from .power.reset import ResetSettings
-from .ssh import SshSettings
-from .telnet import TelnetSettings
-from .transports.base import Transport
+from .. import registry
+from ..boot.base import BootBackend
+from ..boot.nextboot import NextBoot, Place
+from ..config import Config
+from ..errors import ConfigError
+from ..images import Image
+from ..inventory import Inventory, Node
+from ..jobs.imagingos import BootSettings
+from ..jobs.load import LoadPlan
+from ..jobs.power import PowerSettings
+from ..jobs.save import SavePlan, stamp_command, stamp_line
+from ..leases import LeaseSettings, parse_slices
+from ..power.base import PowerDriver, PowerOptions
+from ..power.credentials import read_credentials
+from ..power.reset import ResetSettings
+from ..ssh import SshSettings
+from ..telnet import TelnetSettings
+from ..transports.base import Transport
 
 
 def telnet_settings(config: Config) -> TelnetSettings:
@@ -144,7 +144,7 @@ def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
 
 def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targets: dict[int, Path],
               transport: Transport, *, timeout: float | None, reset_after: bool, lock_wait: float,
-              radical: str, comment: str, user: str, raw: bool = False) -> SavePlan:
+              radical: str, comment: str, user: str, raw: bool = False, force: bool = False) -> SavePlan:
     """Everything a save needs, from the config and the command line."""
     stamps: dict[int, str | None] = {}
     for node in nodes:
@@ -159,7 +159,7 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
         reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
         pattern_port=config.get_str("transport", "pattern_port"),
         pattern_size=config.get_int("transport", "pattern_size"),
-        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait, raw=raw)
+        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait, raw=raw, force=force)
 
 
 def lease_settings(config: Config) -> LeaseSettings:

@@ -8,7 +8,7 @@ import logging
 import os
 import shlex
 
-from .config import Config
+from ..config import Config
 
 log = logging.getLogger("imaging")
 ASYNCIO = logging.getLogger("asyncio")  # its complaints (a child reaped late, a closed loop) go to the log too

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .disklayout import describe
-from .images import Broken, Image
-from .units import human_size
+from ..disklayout import describe
+from ..images import Broken, Image
+from ..units import human_size
 
 Entry = Image | Broken
 SORT_KEYS: dict[str, Callable[[Entry], Any]] = {

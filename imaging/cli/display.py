@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
-from .events import Event, NodeResult
+from ..events import Event, NodeResult
 
 FINAL = ("done", "failed")
 
