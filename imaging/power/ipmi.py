@@ -58,10 +58,10 @@ class Ipmi(PowerDriver):
             raise ConfigError(f"cannot run {self.options.ipmitool} ({exc.strerror}): install ipmitool,"
                               " or set [power] ipmitool") from None
         try:
-            async with asyncio.timeout(timeout + 0.5):
+            async with asyncio.timeout(timeout):  # before the command's own deadline, which adds half a second
                 out, err = await process.communicate()
         except TimeoutError:
-            raise PowerError(f"BMC (ipmi) unreachable (timeout {timeout:g}s)") from None
+            raise PowerError(self._unreachable()) from None
         finally:
             if process.returncode is None:
                 process.kill()
@@ -77,11 +77,15 @@ class Ipmi(PowerDriver):
             raise PowerError(f"BMC (ipmi) said no power state: {output.strip()[-80:]!r}")
         return output.strip() if verb == "info" else "ok"
 
+    def _unreachable(self) -> str:
+        """The failure of a BMC that gave no session in time (ipmitool gave up, or we stopped it)."""
+        return f"BMC (ipmi) unreachable (no session within {self.options.timeout:g}s)"
+
     def _failure(self, errors: str, verb: str) -> str:
         """One line from ipmitool's complaint."""
         if any(sign in errors for sign in REFUSED):
             return "BMC (ipmi) refused the login: wrong credentials (check [power] credentials)"
         if "Unable to establish" in errors:
-            return f"BMC (ipmi) unreachable (no session within {self.options.timeout:g}s)"
+            return self._unreachable()
         lines = [line for line in errors.splitlines() if line.strip() and not line.startswith(("Loading", ">"))]
         return f"BMC (ipmi) failed {verb}: {lines[-1].strip() if lines else 'no reason given'}"

@@ -80,7 +80,10 @@ def serve(settings: dict[str, Any]) -> None:
             return str(answer.text).strip()
 
         def get_power_state(self, identity: str) -> str:
-            return "On" if self._card(identity, "status") == "on" else "Off"
+            answer = self._card(identity, "status")
+            if answer not in ("on", "off"):  # a card out of order: the BMC cannot tell (an HTTP 500)
+                raise error.FishyError(f"the card of {identity} answered {answer[:40]!r} to status")
+            return "On" if answer == "on" else "Off"
 
         def set_power_state(self, identity: str, state: str) -> None:
             verb = CARD_VERBS.get(state)

@@ -122,6 +122,18 @@ class Testbed:
         (local disk)."""
         pxe.set_next_boot(self.layout, self.node(number), imaging_os, state.load(self.dir).boot)
 
+    @property
+    def controller(self) -> str:
+        """How the product names the nodes' power controllers: ``CMC``, ``BMC (ipmi)``, ``BMC (redfish)``."""
+        power = state.load(self.dir).power
+        return "CMC" if power == "cmc" else f"BMC ({power})"
+
+    def unreachable(self, seconds: int) -> str:
+        """The product's line for a node whose power controller does not answer within ``seconds``."""
+        return {"CMC": f"unreachable (timeout {seconds}s)",
+                "BMC (ipmi)": f"BMC (ipmi) unreachable (no session within {seconds}s)",
+                "BMC (redfish)": f"BMC (redfish) unreachable (timeout {seconds}s)"}[self.controller]
+
     def cmc(self, number: int, verb: str, timeout: float = 3.0) -> subprocess.CompletedProcess[str]:
         """``curl`` the node's CMC: ``GET http://<cmc>/<verb>``."""
         return self.run("curl", "-sS", "-m", str(timeout), f"http://{self.node(number).cmc_ip}/{verb}",
