@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from imaging.inventory import Interface, Node
+from imaging.power.base import Power, PowerOptions
 
 NODE = Node(1, Interface("reboot01", "127.0.0.1", "02:00:00:00:00:01"),
             Interface("fit01", "127.0.0.1", "02:00:00:00:01:01"))
@@ -67,3 +68,18 @@ async def card() -> AsyncIterator[Card]:
     await web.TCPSite(runner, "127.0.0.1", state.port).start()
     yield state
     await runner.cleanup()
+
+
+async def every_verb_reaches_the_card(options: PowerOptions, card: Card, info: str, label: str) -> None:
+    """Through a driver: status, on, reset, off and info each do what they say to the node's card, and the
+    driver is named ``label`` (``info`` is a word its info answer holds)."""
+    async with Power(options) as power:
+        assert await power.status(NODE) == "off"
+        assert await power.request(NODE, "on") == "ok"
+        assert card.power == "on" and await power.status(NODE) == "on"
+        assert await power.request(NODE, "reset") == "ok"
+        assert await power.request(NODE, "off") == "ok"
+        assert await power.status(NODE) == "off"
+        assert info in await power.request(NODE, "info")
+        assert power.label(NODE) == label
+    assert card.verbs == ["on", "reset", "off"]

@@ -25,7 +25,7 @@ from imaging.power.credentials import Credentials, read_credentials
 from imaging.power.ipmi import Ipmi
 from imaging.power.reset import ResetSettings, ensure_reset
 from imaging.testbed.bmc import USER, credentials_text, write_bmc
-from tests.bmcs import NODE, PASSWORD, Card, credentials_file, free_port
+from tests.bmcs import NODE, PASSWORD, Card, credentials_file, every_verb_reaches_the_card, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("ipmi_sim") is None or shutil.which("ipmitool") is None,
                                 reason="needs openipmi and ipmitool (make system-packages)")
@@ -68,16 +68,7 @@ def bed(card: Card, tmp_path: Path) -> Iterator[Bed]:
 
 
 async def test_the_verbs_reach_the_node(bed: Bed) -> None:
-    async with Power(bed.options()) as power:
-        assert await power.status(NODE) == "off"
-        assert await power.request(NODE, "on") == "ok"
-        assert bed.card.power == "on" and await power.status(NODE) == "on"
-        assert await power.request(NODE, "reset") == "ok"
-        assert await power.request(NODE, "off") == "ok"
-        assert await power.status(NODE) == "off"
-        assert "Device ID" in await power.request(NODE, "info")
-        assert power.label(NODE) == "BMC (ipmi)"
-    assert bed.card.verbs == ["on", "reset", "off"]
+    await every_verb_reaches_the_card(bed.options(), bed.card, "Device ID", "BMC (ipmi)")
 
 
 async def test_ensure_reset_through_the_bmc(bed: Bed) -> None:

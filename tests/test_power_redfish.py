@@ -24,7 +24,7 @@ from imaging.power.credentials import Credentials, read_credentials
 from imaging.power.reset import ResetSettings, ensure_reset
 from imaging.testbed.bmc import USER, credentials_text
 from imaging.testbed.redfish import system_id, write_settings
-from tests.bmcs import NODE, PASSWORD, Card, credentials_file, free_port
+from tests.bmcs import NODE, PASSWORD, Card, credentials_file, every_verb_reaches_the_card, free_port
 
 pytest.importorskip("sushy_tools", reason="needs sushy-tools (pip install 'imaging[testbed]')")
 TIMEOUT = 2.0
@@ -70,16 +70,7 @@ def bed(card: Card, tmp_path: Path) -> Iterator[Bed]:
 
 
 async def test_the_verbs_reach_the_node(bed: Bed) -> None:
-    async with Power(bed.options()) as power:
-        assert await power.status(NODE) == "off"
-        assert await power.request(NODE, "on") == "ok"
-        assert bed.card.power == "on" and await power.status(NODE) == "on"
-        assert await power.request(NODE, "reset") == "ok"
-        assert await power.request(NODE, "off") == "ok"
-        assert await power.status(NODE) == "off"
-        assert "Name: fit01" in await power.request(NODE, "info")
-        assert power.label(NODE) == "BMC (redfish)"
-    assert bed.card.verbs == ["on", "reset", "off"]
+    await every_verb_reaches_the_card(bed.options(), bed.card, "Name: fit01", "BMC (redfish)")
 
 
 async def test_the_system_is_found_when_none_is_configured(bed: Bed) -> None:
