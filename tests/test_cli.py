@@ -257,3 +257,29 @@ def test_list_verify(cli, populated: Path) -> None:
     result = cli("imaging-list", "--verify")
     assert result.code == 1 and "checksum mismatch or unreadable image: fedora-40.img.zst" in result.err
     assert "MISMATCH" in result.out
+
+
+def test_library_warnings_go_to_the_log_not_the_terminal(sandbox: Path) -> None:
+    """A library's warning (asyncssh's about DSA keys under a newer cryptography, with every warning shown) is
+    written in the log; the terminal keeps the results only."""
+    import os
+    import subprocess
+    import sys
+
+    log = sandbox / "work" / "imaging.log"
+    script = """
+import sys, warnings
+import imaging.cli.wait as wait
+from imaging.cli.main import main
+plain = wait.run
+def run(args, ctx):  # a library warning while the command runs, as asyncssh's import gives one
+    warnings.warn("a library deprecates something", DeprecationWarning)
+    return plain(args, ctx)
+wait.run = run
+sys.exit(main(["imaging-wait", "-t", "0.5", "1"]))
+"""
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script],
+                          capture_output=True, text=True, timeout=60, cwd=sandbox / "work", env=dict(os.environ))
+    assert done.returncode == 1 and done.stdout.startswith("fit01: ssh not up"), done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert "a library deprecates something" in log.read_text()

@@ -12,14 +12,18 @@ from ..config import Config
 
 log = logging.getLogger("imaging")
 ASYNCIO = logging.getLogger("asyncio")  # its complaints (a child reaped late, a closed loop) go to the log too
+# Python's warnings (a library's deprecation notices, asyncssh's about DSA keys) go to the log, not the terminal
+PY_WARNINGS = logging.getLogger("py.warnings")
+LOGGERS = (log, ASYNCIO, PY_WARNINGS)
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
 def silence() -> None:
     """Send the ``imaging`` loggers nowhere until :func:`setup_logging` opens the file: without a handler
     of their own, logging's last resort would print every record, tracebacks included, on the terminal
-    beside the one-line error."""
-    for logger in (log, ASYNCIO):
+    beside the one-line error.  Python's warnings are routed to logging from here on."""
+    logging.captureWarnings(True)
+    for logger in LOGGERS:
         logger.propagate = False
         if not logger.handlers:
             logger.addHandler(logging.NullHandler())
@@ -35,7 +39,7 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
     if level is None:
         warning = f"[logging] level = {level_name!r} is not a level; using DEBUG"
         level = logging.DEBUG
-    for logger in (log, ASYNCIO):
+    for logger in LOGGERS:
         for old in list(logger.handlers):
             logger.removeHandler(old)
             old.close()
@@ -48,7 +52,7 @@ def setup_logging(config: Config, argv: list[str]) -> str | None:
     with contextlib.suppress(OSError):  # the log may name users and hosts: not for everyone
         os.chmod(path, 0o640)
     handler.setFormatter(logging.Formatter(FORMAT))
-    for logger in (log, ASYNCIO):
+    for logger in LOGGERS:
         logger.addHandler(handler)
         logger.propagate = False
     log.info("command: %s (cwd %s, uid %d)", shlex.join(argv), os.getcwd(), os.getuid())
