@@ -52,10 +52,8 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check imaging tests bench inventory bin
 	$(BIN)/mypy --strict imaging
 
-# the fast tests on every core, then the testbed's end-to-end tests one after the other (each starts testbeds)
 test: system-packages vm-packages $(INSTALLED) frisbee lint
-	$(BIN)/pytest -n auto --ignore=tests/testbed tests
-	$(BIN)/pytest tests/testbed
+	$(BIN)/pytest
 
 DEMO := .demo
 demo: system-packages $(INSTALLED) frisbee
