@@ -568,6 +568,10 @@ class FakeCmc:
         """``on`` or ``off``."""
         return await self.request(node, "status")
 
+    async def boot_from_network(self, node: Node) -> None:
+        """A card has no boot device to set: nothing, as :class:`imaging.power.cmc.Cmc`."""
+        await asyncio.sleep(0)
+
     def label(self, node: Node) -> str:
         """How messages name the card."""
         return "CMC"

@@ -5,6 +5,7 @@ tests need Debian's kernel package and the builders' tools, and skip without the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import subprocess
 import time
@@ -280,6 +281,15 @@ async def test_boot_image_is_a_partitioned_disk_syslinux_boots(kernel: Kernel, d
     config = subprocess.run([tool("mtype"), "-i", at, "::/syslinux.cfg"], capture_output=True, text=True,
                             check=True, env=MTOOLS_ENV).stdout
     assert "KERNEL /vmlinuz" in config and "INITRD /initrd.img" in config and "console=ttyS0" in config
+    # UEFI's loader: GRUB, an EFI program (PE: MZ), whose config starts the same kernel with the same line
+    loader = subprocess.run([tool("mtype"), "-i", at, "::/EFI/BOOT/BOOTX64.EFI"], capture_output=True,
+                            check=True, env=MTOOLS_ENV).stdout
+    assert loader[:2] == b"MZ" and b"GRUB" in loader
+    assert fat.files["/EFI/BOOT/BOOTX64.EFI"] == hashlib.sha256(loader).hexdigest()
+    grub_cfg = subprocess.run([tool("mtype"), "-i", at, "::/EFI/BOOT/grub.cfg"], capture_output=True, text=True,
+                              check=True, env=MTOOLS_ENV).stdout
+    append = next(line for line in config.splitlines() if "APPEND" in line).split(None, 1)[1]
+    assert f"linux /vmlinuz {append}" in grub_cfg and "initrd /initrd.img" in grub_cfg
     assert fat.files["/initrd.img"] == sha256_file(disk_os) and fat.files["/vmlinuz"] == sha256_file(kernel.vmlinuz)
     read = subprocess.run([tool("mtype"), "-i", at, f"::{IDENTITY_FILE}"], capture_output=True, text=True,
                           check=True, env=MTOOLS_ENV).stdout

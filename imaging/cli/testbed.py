@@ -19,7 +19,7 @@ DEFAULT_DIR = "testbed"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommands and their options."""
     from ..testbed.bmc import POWER
-    from ..testbed.pxe import BOOT
+    from ..testbed.pxe import FIRMWARE
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -53,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--power", choices=POWER, default="cmc",
                     help="how the product reaches the nodes' power: their cards (cmc, the default), or a BMC per"
                          " node spoken to by IPMI (ipmi: OpenIPMI's ipmi_sim in front of the card)")
-    up.add_argument("--boot", choices=BOOT, default="pxelinux",
-                    help="the emulated nodes' network boot loader: pxelinux (BIOS, the default) or grub (UEFI:"
-                         " the nodes read GRUB's per-MAC configs)")
+    up.add_argument("--firmware", choices=tuple(FIRMWARE), default="bios",
+                    help="how the nodes boot from the network: bios (pxelinux, the default) or uefi (GRUB's network"
+                         " image reading per-MAC configs; VMs run OVMF); the product's [nodes] boot follows")
     up.add_argument("--leases", action="store_true",
                     help="make the product check the testbed's leases API ([leases] backend = r2labapi)")
 
@@ -150,9 +150,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                                           disk_mib=args.disk_size, image_mib=args.image_size,
                                           disk_path=args.hard_drive, leases=args.leases, vm=args.vm,
                                           accel=args.accel or "auto", kernel_package=args.kernel_package,
-                                          power=args.power, boot=args.boot))
+                                          power=args.power, firmware=args.firmware))
         layout = record.layout
-        kind = f" ({record.accel} VMs)" if record.vm else " (CMCs only)" if record.cmc_only else ""
+        vms = f" ({record.accel} {record.firmware.upper()} VMs)"
+        kind = vms if record.vm else " (CMCs only)" if record.cmc_only else ""
         print(f"testbed {layout.name} up: {record.count} nodes{kind},"
               f" server {layout.server_ip} in namespace {layout.server_ns}")
         print(f"config: {layout.config_path}")

@@ -104,6 +104,7 @@ async def boot_imaging_os(node: Node, state: JobState, power: Power, settings: B
     doing = "still resetting"
     try:
         async with asyncio.timeout_at(boot_deadline):  # the reset too: a controller may never say "on"
+            await power.boot_from_network(node)  # a BMC's override; the link above says what that boot runs
             what = await ensure_reset(power, node, settings.reset)
             state.touched.add(node.number)
             emit(Event(node.hostname, "booting", message=what if what != "reset" else ""))

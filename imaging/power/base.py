@@ -1,7 +1,9 @@
 """The power interface: what a driver answers for a node, and the command run's set of drivers.
 
 A driver speaks the verbs of R2lab's cards, whatever its wire: ``status`` answers ``on`` or ``off``;
-``on``, ``off`` and ``reset`` answer ``ok`` once the controller took the order; ``info`` answers free text.
+``on``, ``off`` and ``reset`` answer ``ok`` once the controller took the order; ``info`` answers free text;
+a driver whose controller can choose the next boot device takes ``boot_from_network`` before a reset into the
+imaging OS (a BMC's boot override; nodes that always boot from the network first need none).
 Anything else (no answer, a timeout, refused credentials, an answer outside this) is a :class:`PowerError`
 for that node, naming the driver.  :class:`Power` holds the drivers one command run uses, each opened once
 (one HTTP session, one credentials file) and closed at its end, and sends each node's verbs to the driver its
@@ -74,6 +76,11 @@ class PowerDriver(ABC):
         """Carry out one verb of :data:`VERBS` on the node's controller; its answer in the interface's words
         (``on``/``off`` for status, ``ok`` for a change, text for info), or PowerError."""
 
+    async def boot_from_network(self, node: Node) -> None:  # noqa: B027 (a controller without the notion keeps it)
+        """Make the node's next boot a network one, where the controller can (a BMC's one-time boot device
+        override); PowerError when the controller refuses.  R2lab's cards have no such thing: their nodes
+        boot from the network first, always."""
+
 
 class Power:
     """The drivers of one command run; use as ``async with Power(options) as power: await power.status(node)``."""
@@ -111,6 +118,13 @@ class Power:
     async def status(self, node: Node) -> str:
         """``on`` or ``off``."""
         return await self.request(node, "status")
+
+    async def boot_from_network(self, node: Node) -> None:
+        """Ask the node's controller to boot it from the network next time (a hint: the boot decision on the
+        server still chooses what that boot runs); PowerError when the controller refuses."""
+        name = self.options.driver_of(node)
+        assert name in self._drivers, "use Power as an async context manager"
+        await self._drivers[name].boot_from_network(node)
 
     def label(self, node: Node) -> str:
         """How messages name the node's controller."""

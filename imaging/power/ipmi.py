@@ -2,9 +2,10 @@
 
 No Python IPMI library is asyncio, so each verb runs ``ipmitool`` under asyncio (killed at the request's
 timeout: its own ``-N``/``-R`` retries come first, the outer deadline is ours): ``chassis power status``
-(``Chassis Power is on``), ``chassis power on|off|reset``, ``mc info``.  The BMC is the node's management
-address (the inventory's ``cmc`` record) on ``[power] ipmi_port``; the login comes from ``[power]
-credentials``, the password through the environment (``-E``), never on a command line other users see.
+(``Chassis Power is on``), ``chassis power on|off|reset``, ``mc info``; ``chassis bootdev pxe`` before a
+reset into the imaging OS.  The BMC is the node's management address (the inventory's ``cmc`` record) on
+``[power] ipmi_port``; the login comes from ``[power] credentials``, the password through the
+environment (``-E``), never on a command line other users see.
 ``-C`` is the cipher suite (``[power] ipmi_cipher``; 3, which every IPMI 2.0 BMC offers: without it ipmitool
 first tries 17, which OpenIPMI's BMC does not have, and each call takes seconds more).
 """
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMMANDS = {"status": ("chassis", "power", "status"), "on": ("chassis", "power", "on"),
-            "off": ("chassis", "power", "off"), "reset": ("chassis", "power", "reset"), "info": ("mc", "info")}
+            "off": ("chassis", "power", "off"), "reset": ("chassis", "power", "reset"), "info": ("mc", "info"),
+            "bootdev pxe": ("chassis", "bootdev", "pxe")}  # the next boot only: what IPMI's override means
 POWER_IS = "Chassis Power is "
 REFUSED = ("RAKP 2 HMAC is invalid", "unauthorized name", "Invalid user name", "insufficient resources for session")
 
@@ -44,8 +46,8 @@ class Ipmi(PowerDriver):
                 "-H", node.cmc.ip, "-p", str(self.options.ipmi_port), "-U", user, "-E", "-N", str(wait), "-R", "1",
                 *COMMANDS[verb]]
 
-    async def send(self, node: Node, verb: str) -> str:
-        """Run the verb's ipmitool command; the answer in the interface's words, or PowerError."""
+    async def _ipmitool(self, node: Node, verb: str) -> str:
+        """Run the ipmitool command of ``verb`` (a key of :data:`COMMANDS`); its output, or PowerError."""
         if self.options.credentials is None:
             raise ConfigError("the ipmi power driver needs the BMCs' logins: set [power] credentials")
         login = self.options.credentials.login(node.hostname)
@@ -70,12 +72,21 @@ class Ipmi(PowerDriver):
         log.debug("%s: ipmi %s -> %s %r", node.hostname, verb, process.returncode, output[-200:])
         if process.returncode != 0:
             raise PowerError(self._failure(errors, verb))
+        return output
+
+    async def send(self, node: Node, verb: str) -> str:
+        """Run the verb's ipmitool command; the answer in the interface's words, or PowerError."""
+        output = await self._ipmitool(node, verb)
         if verb == "status":
             for line in output.splitlines():
                 if line.startswith(POWER_IS):
                     return line.removeprefix(POWER_IS).strip()
             raise PowerError(f"BMC (ipmi) said no power state: {output.strip()[-80:]!r}")
         return output.strip() if verb == "info" else "ok"
+
+    async def boot_from_network(self, node: Node) -> None:
+        """``chassis bootdev pxe``: the next boot from the network."""
+        await self._ipmitool(node, "bootdev pxe")
 
     def _unreachable(self) -> str:
         """The failure of a BMC that gave no session in time (ipmitool gave up, or we stopped it)."""

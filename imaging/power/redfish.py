@@ -2,7 +2,8 @@
 
 ``status`` reads the system's ``PowerState`` (``On`` and ``PoweringOff`` are on, ``Off`` and ``PoweringOn``
 off); ``on``, ``off`` and ``reset`` post ``ComputerSystem.Reset`` with ``ResetType`` ``On``, ``ForceOff``
-and ``ForceRestart``; ``info`` gives the system's maker, model and state.  The BMC's base URL is
+and ``ForceRestart``; ``info`` gives the system's maker, model and state; before a reset into the imaging
+OS, a PATCH of ``Boot`` sets ``BootSourceOverrideTarget`` ``Pxe`` for the next boot (``Once``).  The BMC's base URL is
 ``[power] redfish_url`` with ``{ip}`` the node's management address (the inventory's ``cmc`` record); its
 system is ``[power] redfish_system`` (``redfish_system.<host>`` per node), else the first the service lists.
 HTTP basic authentication with the login of ``[power] credentials``; one aiohttp session per command run,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 SYSTEMS = "/redfish/v1/Systems"
 RESET_TYPES = {"on": "On", "off": "ForceOff", "reset": "ForceRestart"}
 STATES = {"On": "on", "PoweringOff": "on", "Off": "off", "PoweringOn": "off"}
+BOOT_FROM_NETWORK = {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}
 
 
 def basic_auth(login: Login) -> str:
@@ -106,6 +108,11 @@ class Redfish(PowerDriver):
             path = first
         self._systems[node.number] = path
         return path
+
+    async def boot_from_network(self, node: Node) -> None:
+        """Override the system's next boot: from the network, once."""
+        await self._call(node, "PATCH", await self._system(node), {"Boot": BOOT_FROM_NETWORK})
+        log.debug("%s: redfish boot override %s", node.hostname, BOOT_FROM_NETWORK)
 
     async def send(self, node: Node, verb: str) -> str:
         """Carry out one verb on the node's Redfish system."""

@@ -3,10 +3,12 @@
 Each simulator listens on its node's management address (the inventory's ``cmc`` one, port 623, in the
 server namespace) with one admin login, and hands every chassis action to a ``chassis_control`` script:
 ``get power`` asks the node's card ``GET /status``, ``set power 1|0`` sends ``/on`` or ``/off``, ``set
-reset 1`` sends ``/reset`` (``set boot pxe`` is taken and ignored: the testbed's nodes follow their
-next-boot link).  The node's power state machine stays the one behind its card, so faults (a reset
-ignored, a black-holed controller) hold for IPMI too.  The login's password is drawn per testbed and
-written, readable by root only, in the testbed's credentials file, which its config names.
+reset 1`` sends ``/reset``; ``set boot pxe`` is remembered (``get boot`` answers it) but changes nothing:
+the testbed's nodes boot from the network first and follow their next-boot link.  Every ``set`` is
+written, in order, to the BMC's ``chassis.log``.  The node's power state machine stays the one behind
+its card, so faults (a reset ignored, a black-holed controller) hold for IPMI too.  The login's password
+is drawn per testbed and written, readable by root only, in the testbed's credentials file, which its
+config names.
 """
 
 from __future__ import annotations
@@ -27,21 +29,25 @@ FOLDER = "bmc"  # in the testbed's folder: the BMCs' configurations and state
 CHASSIS = r"""#!/bin/sh
 # chassis_control of __NODE__'s simulated BMC: power actions go to the node's card
 card="http://__CMC__/"
+log="__LOG__"  # every set, in order: what the BMC was asked
+boot="__LOG__.boot"  # the boot device last set
 ask() { curl -s -m 3 "$card$1"; }
 device=$1; op=$2; shift 2
+[ "$op" = set ] && echo "set $*" >> "$log"
 case $op in
 get)
     for parm in "$@"; do
         case $parm in
         power) case $(ask status) in on) echo "power:1" ;; off) echo "power:0" ;; *) echo "no answer"; exit 1 ;; esac ;;
-        boot) echo "boot:default" ;;
+        boot) asked=default; if [ -f "$boot" ]; then read -r asked < "$boot"; fi; echo "boot:$asked" ;;
         *) echo "unknown parameter $parm"; exit 1 ;;
         esac
     done ;;
 set)
     while [ $# -ge 2 ]; do
         case $1=$2 in
-        power=1) verb=on ;; power=0) verb=off ;; reset=1) verb=reset ;; reset=0|boot=*) verb= ;;
+        power=1) verb=on ;; power=0) verb=off ;; reset=1) verb=reset ;; reset=0) verb= ;;
+        boot=*) verb=; echo "$2" > "$boot" ;;
         *) echo "cannot set $1 to $2"; exit 1 ;;
         esac
         if [ -n "$verb" ] && [ "$(ask $verb)" != ok ]; then echo "the card did not take $verb"; exit 1; fi
@@ -80,6 +86,11 @@ class Bmc:
         return self.folder / "chassis"
 
     @property
+    def chassis_log(self) -> Path:
+        """Every ``set`` the BMC handed its chassis_control script, one per line (``set boot pxe``)."""
+        return self.folder / "chassis.log"
+
+    @property
     def state(self) -> Path:
         """ipmi_sim's state folder."""
         return self.folder / "state"
@@ -113,7 +124,8 @@ def write_bmc(folder: Path, node_name: str, address: str, port: int, card: str, 
     bmc = Bmc(folder)
     bmc.state.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    bmc.chassis.write_text(CHASSIS.replace("__NODE__", node_name).replace("__CMC__", card))
+    bmc.chassis.write_text(CHASSIS.replace("__NODE__", node_name).replace("__CMC__", card)
+                           .replace("__LOG__", str(bmc.chassis_log)))
     bmc.chassis.chmod(0o700)
     bmc.commands.write_text(COMMANDS)
     bmc.lan_conf.write_text(lan_conf(node_name, address, port, bmc.chassis, password))

@@ -36,7 +36,7 @@ class Controller:
         vm = None
         if record.vm:
             from .vm.machine import VirtualMachine, VmSettings
-            vm = VmSettings(accel=record.accel)
+            vm = VmSettings(accel=record.accel, firmware=record.firmware)
         for info in self.layout.nodes():
             faults = Faults.from_specs(record.faults.get(info.name, []))
             self.nodes[info.name] = (EmulatedNode(info, self.layout, record.settings, faults) if vm is None

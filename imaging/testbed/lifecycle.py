@@ -38,7 +38,7 @@ from .layout import MAX_NODES, NS_PREFIX, Layout
 from .node import NodeStatus
 from .procs import Tracked, kill, kill_netns, run, run_forwarding, stop_all, track, tracked
 from .programs import DROPBEARKEY, IP, SS, SSH_KEYGEN
-from .pxe import BOOT
+from .pxe import FIRMWARE
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def require_root(action: str) -> None:
 async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[str] | None = None,
              cmc_only: bool = False, disk_mib: int | None = None, image_mib: int | None = None,
              disk_path: str | None = None, leases: bool = False, vm: bool = False, accel: str = "auto",
-             kernel_package: Path | None = None, power: str = "cmc", boot: str = "pxelinux") -> state.TestbedState:
+             kernel_package: Path | None = None, power: str = "cmc", firmware: str = "bios") -> state.TestbedState:
     """Start a testbed of ``count`` nodes in ``directory``; its record.
 
     Nodes are emulated (namespaces), or qemu machines with ``vm`` (``accel``:
@@ -68,8 +68,9 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     (``[leases] backend = r2labapi``); its ``url`` is written either way.
     ``power``: ``cmc`` (the product drives the nodes' cards) or ``ipmi`` (one simulated BMC per node on
     the card's address, :mod:`imaging.testbed.bmc`, in front of the same card; ``redfish``: sushy-tools'
-    emulator, :mod:`imaging.testbed.redfish`).  ``boot``: the emulated nodes' network boot loader,
-    ``pxelinux`` or ``grub`` (they read GRUB's per-MAC configs, :mod:`imaging.testbed.pxe`).
+    emulator, :mod:`imaging.testbed.redfish`).  ``firmware``: ``bios``, the nodes boot pxelinux, or
+    ``uefi``, they boot GRUB's network image, which reads GRUB's per-MAC configs (VMs: OVMF,
+    :mod:`imaging.testbed.vm.grub`; emulated nodes read the same configs, :mod:`imaging.testbed.pxe`).
 
     ``faults`` are ``fitNN:knob=value`` specs in force from the start.
     Raises UsageError for bad arguments or a testbed already up there,
@@ -91,7 +92,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
         if accel not in accelerators.ACCELERATORS:
             raise errors.UsageError(f"--accel {accel}: choose one of {', '.join(accelerators.ACCELERATORS)}")
         disk_path = provision.HARD_DRIVE
-        provision.check_requirements()
+        provision.check_requirements(firmware)
     else:
         programs.require(vm=False)
         limit = MAX_NODES if cmc_only else MAX_FULL_NODES
@@ -101,10 +102,9 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
                                 f"{'' if cmc_only or vm else ' (--cmc-only: more)'}; {count} asked")
     if power not in POWER:
         raise errors.UsageError(f"--power {power}: choose one of {', '.join(POWER)}")
-    if boot not in BOOT:
-        raise errors.UsageError(f"--boot {boot}: choose one of {', '.join(BOOT)}")
-    if boot != "pxelinux" and vm:
-        raise errors.UsageError("--boot grub is for emulated nodes; the VM tier boots by pxelinux (BIOS)")
+    if firmware not in FIRMWARE:
+        raise errors.UsageError(f"--firmware {firmware}: choose one of {', '.join(FIRMWARE)}")
+    boot = FIRMWARE[firmware]
     if power == "redfish" and importlib.util.find_spec("sushy_tools") is None:
         raise errors.UsageError("--power redfish runs sushy-tools' Redfish emulator: pip install 'imaging[testbed]'")
     if boot_delay < 0 or disk_mib < image_mib:
@@ -122,7 +122,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     started = time.monotonic()
     chosen_accel = ""
     if vm:
-        chosen_accel = await _prepare_vms(layout, disk_mib, image_mib, by_node, accel, kernel_package)
+        chosen_accel = await _prepare_vms(layout, disk_mib, image_mib, by_node, accel, kernel_package, firmware)
     else:
         await _prepare(layout, cmc_only, disk_mib, image_mib, by_node)
     log.info("prepared %s in %.2f s", directory, time.monotonic() - started)
@@ -261,12 +261,13 @@ async def _prepare(layout: Layout, cmc_only: bool, disk_mib: int, image_mib: int
 
 
 async def _prepare_vms(layout: Layout, disk_mib: int, image_mib: int, faults: dict[str, list[str]],
-                       accel: str, package: Path | None) -> str:
+                       accel: str, package: Path | None, firmware: str) -> str:
     """Everything ``up --vm`` puts in the directory before starting processes; the accelerator."""
     from .vm import provision
     _prepare_dirs(layout)
     await _make_keys(layout)
-    build = await provision.provision(layout, image_mib, _disk_sizes(layout, disk_mib, faults), accel, package)
+    build = await provision.provision(layout, image_mib, _disk_sizes(layout, disk_mib, faults), accel, package,
+                                      firmware)
     log.info("VMs: kernel %s, %s (%s)", build.kernel.version, build.accel, build.accel_reason)
     return build.accel
 

@@ -27,6 +27,7 @@ from .faults import Faults
 from .layout import BRIDGE, CMC_INTERFACE, MAX_TESTBEDS, NS_PREFIX, Layout, NodeInfo
 from .procs import run
 from .programs import DNSMASQ, IP, NFT
+from .pxe import GRUB_NET_IMAGE
 from .redfish import PORT as REDFISH_PORT
 
 # jumbo frames on the control LAN: a sixth of the packets for the same bytes,
@@ -124,6 +125,9 @@ def dnsmasq_command(layout: Layout, router_adverts: bool = False) -> list[str]:
         f"--interface={BRIDGE}", "--bind-interfaces",
         f"--dhcp-range={net.network_address},static,{net.netmask},infinite",
         "--dhcp-boot=pxelinux.0", "--dhcp-authoritative",
+        # an x86-64 UEFI client (option 93: 7, or 9 as some firmware says) gets GRUB's network image
+        "--dhcp-match=set:efi-x86_64,option:client-arch,7", "--dhcp-match=set:efi-x86_64,option:client-arch,9",
+        f"--dhcp-boot=tag:efi-x86_64,{GRUB_NET_IMAGE}",
         "--enable-tftp", f"--tftp-root={layout.tftp_dir}",
         f"--pid-file={layout.run_dir / 'dnsmasq.pidfile'}", "--user=root",
         f"--dhcp-leasefile={layout.run_dir / 'dnsmasq.leases'}",

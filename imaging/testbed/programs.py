@@ -64,6 +64,7 @@ LDD = "ldd"
 DASH = "dash"
 NC_OPENBSD = "nc.openbsd"
 SYSLINUX = "syslinux"
+GRUB_MKIMAGE = "grub-mkimage"
 SFDISK = "sfdisk"
 BLKID = "blkid"
 MKSWAP = "mkswap"
@@ -148,6 +149,8 @@ PROGRAMS: dict[str, Program] = {
     DASH: Program("dash", "/bin/sh of the VMs' imaging OS and disk OS", vm=True),
     NC_OPENBSD: Program("netcat-openbsd", "nc of the VMs' imaging OS", vm=True),
     SYSLINUX: Program("syslinux", "the boot sector of the VMs' boot images", vm=True),
+    GRUB_MKIMAGE: Program("grub-common", "GRUB's EFI programs (of grub-efi-amd64-bin's modules): the UEFI VMs'"
+                                         " network loader, the boot images' \\EFI\\BOOT\\BOOTX64.EFI", vm=True),
     MDIR: Program("mtools", "lists the files of a VM boot image; the free space of a test disk's FAT (dirty)"),
 }
 

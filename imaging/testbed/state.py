@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import ImagingError, UsageError
 from .layout import Layout
 from .node import NodeSettings
+from .pxe import FIRMWARE
 
 STATE_FILE = "testbed.json"
 
@@ -38,6 +39,11 @@ class TestbedState:
     registry: str = ""  # the file recording the testbed outside its folder (imaging.testbed.registry)
     boot: str = "pxelinux"  # the nodes' network boot loader: pxelinux, or GRUB's configs (imaging.testbed.pxe)
     power: str = "cmc"  # how the product reaches the nodes' power: cards, or BMCs (imaging.testbed.bmc, .redfish)
+
+    @property
+    def firmware(self) -> str:
+        """``bios`` (the nodes boot pxelinux) or ``uefi`` (GRUB's network image)."""
+        return next(name for name, loader in FIRMWARE.items() if loader == self.boot)
 
     @property
     def vm(self) -> bool:

@@ -195,7 +195,7 @@ class Testbed:
 @contextmanager
 def started_testbed(directory: Path, count: int, *, boot_delay: float = BOOT_DELAY,
                     faults: list[str] | None = None, cmc_only: bool = False,
-                    disk_mib: int = 64, power: str | None = None, boot: str = "pxelinux") -> Iterator[Testbed]:
+                    disk_mib: int = 64, power: str | None = None, firmware: str = "bios") -> Iterator[Testbed]:
     """A testbed of ``count`` nodes in ``directory`` for the duration of the block; always torn down.
 
     The options are those of :func:`imaging.testbed.lifecycle.up`; ``faults``
@@ -208,7 +208,7 @@ def started_testbed(directory: Path, count: int, *, boot_delay: float = BOOT_DEL
         pytest.skip(reason)
     record = asyncio.run(lifecycle.up(directory, count, boot_delay=boot_delay, faults=faults,
                                       cmc_only=cmc_only, disk_mib=disk_mib,
-                                      power=power or os.environ.get(POWER_VARIABLE, "cmc"), boot=boot))
+                                      power=power or os.environ.get(POWER_VARIABLE, "cmc"), firmware=firmware))
     try:
         yield Testbed(Path(record.directory), record.layout)
     finally:

@@ -1,4 +1,4 @@
-"""The grub boot backend on the emulated testbed (``imaging-testbed up --boot grub``).
+"""The grub boot backend on the emulated testbed (``imaging-testbed up --firmware uefi``).
 
 The nodes' firmware reads GRUB's configs from the TFTP tree as GRUB's network image does:
 ``grub/grub.cfg-01-<mac>`` first, else ``grub/grub.cfg`` (which boots the disk); the product, configured
@@ -27,7 +27,7 @@ NODES = 3
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """Three nodes booting through GRUB's configs."""
-    with started_testbed(tmp_path_factory.mktemp("grubbed"), NODES, boot="grub") as testbed:
+    with started_testbed(tmp_path_factory.mktemp("grubbed"), NODES, firmware="uefi") as testbed:
         assert "boot = grub" in testbed.config.read_text()
         for number in range(1, NODES + 1):
             testbed.wait_stage(number, "ssh")

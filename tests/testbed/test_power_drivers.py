@@ -3,7 +3,8 @@
 Each node has a real BMC the product did not write on its management address, in front of the node's card:
 OpenIPMI's ``ipmi_sim`` (the product speaks ``ipmitool -I lanplus`` to it), or sushy-tools' Redfish
 emulator (the product speaks HTTP to it).  A client no one here wrote, ``ipmitool`` or ``curl`` run by the
-test, drives the same BMCs.  The power verbs, a load and a wait go through them, and the faults name the
+test, drives the same BMCs.  The power verbs, a load (with its boot override: the next boot from the
+network) and a wait go through them, and the faults name the
 node and the driver: a BMC that does not answer, wrong credentials, a reset the BMC takes but the node
 ignores.  (``IMAGING_TESTBED_POWER=ipmi pytest tests/testbed`` runs the whole suite with one driver.)
 """
@@ -112,9 +113,26 @@ def test_power_verbs_through_the_bmcs(bed: Testbed) -> None:
     assert product(bed, "wait", "-a", "-t", "15").code == 0
 
 
+def boot_override(bed: Testbed, number: int) -> str:
+    """What node ``number``'s BMC says its next boot device is, asked by a plain client."""
+    if driver(bed) == "ipmi":
+        flags = ipmitool(bed, number, "chassis", "bootparam", "get", "5")
+        return next(line.split(":", 1)[1].strip() for line in flags.splitlines() if "Boot Device Selector" in line)
+    return str(json.loads(curl(bed, number))["Boot"]["BootSourceOverrideTarget"])
+
+
 def test_load_and_wait_through_the_bmcs(bed: Testbed) -> None:
+    assert "PXE" not in boot_override(bed, 1).upper()
+    chassis_log = bed.dir / "bmc" / "fit01" / "chassis.log"
+    before = len(chassis_log.read_text().splitlines()) if chassis_log.exists() else 0
     load = product(bed, "load", "-a", "-t", TIMEOUT, timeout=60)
     assert load.code == 0 and f"{NODES} ok, 0 failed" in load.out, load.out + load.err
+    # before each reset into the imaging OS, the product asked the BMC to boot the node from the network
+    for number in range(1, NODES + 1):
+        assert boot_override(bed, number) == ("Force PXE" if driver(bed) == "ipmi" else "Pxe")
+    if driver(bed) == "ipmi":  # what the BMC was asked during the load, in order: the override, then the resets
+        asked = chassis_log.read_text().splitlines()[before:]
+        assert asked == ["set boot pxe", "set reset 1", "set reset 1"], asked
     assert product(bed, "wait", "-a", "-t", "15").code == 0
 
 

@@ -1,9 +1,10 @@
-"""The VM tier end to end: three qemu machines booting over PXE (iPXE → pxelinux
-→ the imaging OS or the local disk), driven by the unchanged product.
+"""The VM tier end to end, booting by BIOS: three qemu machines booting over PXE (SeaBIOS, iPXE →
+pxelinux → the imaging OS or the local disk), driven by the unchanged product.  The same machines
+booting by UEFI (OVMF, GRUB) are ``test_vm_uefi``'s.
 
 Everything here is real: SeaBIOS and iPXE, dnsmasq's DHCP and TFTP, Debian's
 pxelinux, a Debian kernel, busybox telnetd, udp-sender/udp-receiver, zstd,
-nc, partclone, sfdisk, blkid and dropbear; the disks are partitioned (a FAT
+nc, partclone, sfdisk, blkid, Emulab's frisbee and imagezip, and dropbear; the disks are partitioned (a FAT
 syslinux boots, an ext4 with files, a swap area).  Under TCG (no working KVM) a test takes a minute or two;
 it is skipped, with the reason, only where qemu or the kernel package is
 missing (``make vm-packages`` installs them).
@@ -12,28 +13,20 @@ missing (``make vm-packages`` installs them).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from imaging.errors import UsageError
-from imaging.testbed import frisbee, lifecycle
+from imaging.testbed import frisbee
 from imaging.testbed.disks import inspect
-from imaging.testbed.images import IDENTITY_FILE, IDENTITY_PREFIX, MIB, MTOOLS_ENV, TestImage, sha256_file
+from imaging.testbed.images import MIB, TestImage
 from imaging.testbed.procs import tracked
-from imaging.testbed.vm import kernel, provision
-from tests.testbed.conftest import Testbed, missing_requirements
+from tests.testbed.conftest import Testbed
 from tests.testbed.product import BIN, product
+from tests.testbed.vms import TIMEOUT, default_image_of, disk_starts_with, no_links, vm_testbed
 
-VMS = 3
-MARK_FILE = "/MARK.TXT"  # a file the installed OS writes in its FAT, that a save must carry
-TIMEOUT = "240"  # the product's --timeout for a VM step (TCG on two cores)
 # what the file-system-aware images run on a node, each asked its version in the imaging OS
 VERSIONS = {"partclone.ext4 -v": "Partclone", "partclone.ext3 -v": "Partclone", "partclone.vfat -v": "Partclone",
             "partclone.fat -v": "Partclone", "partclone.dd -v": "Partclone", "sfdisk --version": "util-linux",
@@ -41,73 +34,16 @@ VERSIONS = {"partclone.ext4 -v": "Partclone", "partclone.ext3 -v": "Partclone", 
             "dd --version": "coreutils"}
 
 
-def vm_unavailable() -> str | None:
-    """Why VMs cannot run here, or None."""
-    reason = missing_requirements() or provision.missing_requirements()
-    if reason:
-        return reason
-    try:
-        kernel.find_package()
-    except UsageError as exc:
-        return str(exc)
-    return None
-
-
-def processes_of(directory: Path) -> list[str]:
-    """Command lines of the live processes naming ``directory`` (qemu, dnsmasq, senders…)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            line = " ".join(a.decode(errors="replace") for a in argv if a)
-            if str(directory) in line and "pytest" not in line:
-                found.append(line)
-    return found
-
-
 @pytest.fixture(scope="module")
 def vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """Three VMs, for this module; after ``down``, nothing of theirs may be left."""
-    reason = vm_unavailable()
-    if reason:
-        pytest.skip(f"no VM tier here: {reason}")
-    directory = tmp_path_factory.mktemp("vms")
-    asyncio.run(frisbee.build())  # Emulab's programs, which the imaging OS then carries (make frisbee built them)
-    started = time.monotonic()
-    record = asyncio.run(lifecycle.up(directory, VMS, vm=True))
-    print(f"\nVM testbed up in {time.monotonic() - started:.1f} s ({record.accel})")
-    try:
-        yield Testbed(Path(record.directory), record.layout)
-    finally:
-        asyncio.run(lifecycle.down(directory))
-    assert not list((directory / "tftp" / "pxelinux.cfg").glob("01-*"))
-    assert processes_of(directory) == []
+    """Three BIOS VMs, for this module."""
+    yield from vm_testbed(tmp_path_factory.mktemp("vms"), "bios")
 
 
 @pytest.fixture(scope="module")
 def default_image(vms: Testbed) -> TestImage:
     """The repository's bootable default image, as ``up`` made it."""
-    path = vms.dir / "images" / "default.img"
-    fat = asyncio.run(inspect(path)).partition(1)
-    assert fat.fs == "vfat" and fat.clean and IDENTITY_FILE in fat.files
-    identity = subprocess.run(["mtype", "-i", f"{path}@@{fat.start}", f"::{IDENTITY_FILE}"], capture_output=True,
-                              text=True, check=True, env=MTOOLS_ENV).stdout.strip()
-    assert identity.startswith(IDENTITY_PREFIX + " ")
-    digest = sha256_file(path)
-    return TestImage(path, digest, digest, path.stat().st_size, identity)
-
-
-def disk_starts_with(vms: Testbed, number: int, image: TestImage) -> bool:
-    """The machine's disk file starts with the image's bytes."""
-    return sha256_file(vms.disk(number), limit=image.raw_size) == image.raw_sha256
-
-
-def no_links(vms: Testbed) -> bool:
-    """No per-MAC next-boot link is left."""
-    return not list((vms.dir / "tftp" / "pxelinux.cfg").glob("01-*"))
+    return default_image_of(vms)
 
 
 def test_imaging_os_runs_what_partitioned_images_need(vms: Testbed) -> None:
@@ -152,60 +88,6 @@ def test_imaging_os_runs_what_partitioned_images_need(vms: Testbed) -> None:
     assert {"TYPE=swap", "UUID=0b7fd4cf-8e5c-4a44-a2e9-6bd1a6b7a1f0", "LABEL=vmswap"} <= set(swap), swap
 
 
-def test_load_wait_save_and_load_the_save_elsewhere(vms: Testbed, default_image: TestImage) -> None:
-    timings: dict[str, float] = {}
-    load = product(vms, "load", "-a", "-t", TIMEOUT, timeout=300)
-    timings["load of 3"] = load.seconds
-    assert load.code == 0, load.out + load.err
-    assert "3 ok, 0 failed" in load.out
-    assert no_links(vms)
-    for number in range(1, VMS + 1):
-        assert disk_starts_with(vms, number, default_image), f"fit0{number}'s disk"
-    wait = product(vms, "wait", "-a", "-t", "180", timeout=200)
-    timings["reset to ssh"] = wait.seconds
-    assert wait.code == 0, wait.out + wait.err
-    for number in range(1, VMS + 1):
-        assert vms.ssh(number, "cat /etc/imaging-image", timeout=20).stdout.strip() == default_image.identity
-    boots = [vms.status()[f"fit0{n}"].boot_seconds or 0.0 for n in range(1, VMS + 1)]
-    timings["reset to ssh, slowest machine"] = max(boots)
-    assert " vda1" in vms.ssh(1, "cat /proc/partitions", timeout=20).stdout  # the disk OS read the table
-
-    # the installed OS writes a file in its FAT; fit01 is saved (the partition table and each
-    # partition: .ptcl.zst) and the save loaded onto fit03
-    mark = f"IMAGING-MARK-{time.time_ns()}"
-    written = vms.ssh(1, f"mount -t vfat /dev/vda1 /mnt/disk && printf {mark} > /mnt/disk{MARK_FILE}"
-                         " && umount /mnt/disk && sync", timeout=20)
-    assert written.returncode == 0, written.stderr
-    before = asyncio.run(inspect(vms.disk(1)))
-    assert before.partition(1).files[MARK_FILE] == hashlib.sha256(mark.encode()).hexdigest()
-    save = product(vms, "save", "fit01", "-o", "vmsave", "--repo", "-t", TIMEOUT, timeout=300)
-    timings["save of 1"] = save.seconds
-    assert save.code == 0, save.out + save.err
-    saved = sorted((vms.dir / "images").glob("saving__fit01__*__vmsave.ptcl.zst"))
-    assert len(saved) == 1 and saved[0].with_name(saved[0].name + ".sha256").exists()
-    assert saved[0].stat().st_size < default_image.raw_size // 2, "the save holds the used blocks only"
-
-    again = product(vms, "load", "-i", saved[0].name, "fit03", "-t", TIMEOUT, timeout=300)
-    timings["load of the save on 1"] = again.seconds
-    assert again.code == 0, again.out + again.err
-    after = asyncio.run(inspect(vms.disk(3)))
-    assert after == before, "fit03 holds what fit01 held: table, file systems (clean), files"
-    assert all(part.clean for part in after.partitions)
-    assert product(vms, "wait", "fit03", "-t", "180", timeout=200).code == 0
-    assert vms.ssh(3, "cat /etc/imaging-image", timeout=20).stdout.strip() == default_image.identity
-    assert vms.ssh(3, f"mount -t vfat -o ro /dev/vda1 /mnt/disk && cat /mnt/disk{MARK_FILE}; umount /mnt/disk",
-                   timeout=20).stdout == mark
-    assert no_links(vms)
-    # every reset was QMP's system_reset: none fell back to killing and restarting qemu
-    controller_log = (vms.dir / "logs" / "controller.log").read_text()
-    assert "power-cycling qemu" not in controller_log and "killing qemu" not in controller_log
-    for number in range(1, VMS + 1):
-        assert "--- reset ---" in vms.layout.console_log(vms.node(number)).read_text()
-    statuses = vms.status()
-    assert all(statuses[f"fit0{n}"].stage == "ssh" and statuses[f"fit0{n}"].boot_seconds for n in (1, 2, 3))
-    print("VM timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
-
-
 def test_frisbee_save_and_load_on_the_others(vms: Testbed, default_image: TestImage) -> None:
     """The same cycle with Emulab's programs in the imaging OS: fit01 saved by imagezip (file-system-aware:
     the table, the FAT and ext4 by their used blocks, the swap by its header), the ``.ndz`` multicast by
@@ -231,7 +113,7 @@ def test_frisbee_save_and_load_on_the_others(vms: Testbed, default_image: TestIm
     assert product(vms, "wait", "fit01", "fit02", "-t", "180", timeout=200).code == 0
     identity = vms.ssh(1, "cat /etc/imaging-image", timeout=20).stdout.strip()
     assert identity and vms.ssh(2, "cat /etc/imaging-image", timeout=20).stdout.strip() == identity
-    assert no_links(vms)
+    assert no_links(vms.dir)
     print("VM frisbee timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
 
 
@@ -263,7 +145,7 @@ def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image:
     assert summary["fit02"]["detail"] != summary["fit03"]["detail"]
     assert event["retry"].endswith(" 2-3")
     assert time.monotonic() - started < int(TIMEOUT) + 2
-    assert no_links(vms)
+    assert no_links(vms.dir)
     off = vms.status()["fit02"]
     assert off.power == "off" and off.stage == "off"
     assert "fit02" not in [p.name for p in tracked(vms.dir / "run") if p.alive()], "fit02's qemu is gone"

@@ -32,6 +32,7 @@ HEAD = "head"  # coreutils' head, which imaging.testbed.programs lists among the
 # The host commands the VM builders run or copy (their packages: imaging.testbed.programs).
 BUILD_TOOLS = (DPKG_DEB, DEPMOD, MODPROBE, programs.LDD, programs.BUSYBOX, programs.DASH, programs.UDP_RECEIVER,
                programs.ZSTD, programs.NC_OPENBSD, programs.DROPBEAR, programs.MKFS_VFAT, programs.SYSLINUX,
+               programs.GRUB_MKIMAGE,
                programs.MCOPY, programs.MTYPE, programs.MDIR, programs.PARTCLONE_EXT4, programs.PARTCLONE_VFAT,
                programs.PARTCLONE_DD, programs.SFDISK, programs.BLKID, programs.MKSWAP, programs.DD, HEAD)
 tool = programs.find  # the path of a host command, or UsageError naming its package

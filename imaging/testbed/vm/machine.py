@@ -9,7 +9,8 @@ The machine's CMC speaks the same HTTP protocol as an emulated node's
 
 qemu runs in the server namespace (where the controller runs), its NIC a
 tap on the control LAN bridge with the inventory MAC, booting by PXE first
-(iPXE → pxelinux → the imaging OS, or the local disk), its disk a raw file
+(SeaBIOS: iPXE → pxelinux → the imaging OS, or the local disk; OVMF: its
+PXE → GRUB's network image → the same, :mod:`.grub`), its disk a raw file
 (``cache=unsafe``: the host sees the guest's writes at once).  The serial
 console is appended to the node's console log by qemu itself, so it keeps
 being logged if the controller dies; the controller follows the file for
@@ -32,12 +33,14 @@ from ..layout import Layout, NodeInfo
 from ..node import NodeSettings, PoweredNode
 from ..procs import track, untrack
 from ..programs import QEMU
+from .grub import OVMF, UEFI_MEMORY_MIB
 
 log = logging.getLogger(__name__)
 
 QMP_TIMEOUT = 3.0  # seconds for one QMP command, connection included
 QUIT_WAIT = 5.0  # seconds for qemu to exit after "quit" before it is killed
 FOLLOW_INTERVAL = 0.1  # seconds between two reads of the console log
+BIOS_MEMORY_MIB = 128
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,13 @@ class VmSettings:
     """How the testbed's virtual machines run."""
 
     accel: str = "tcg"  # tcg | kvm
-    memory_mib: int = 128
+    firmware: str = "bios"  # bios (SeaBIOS, qemu's own) | uefi (OVMF)
     qemu: str = QEMU
+
+    @property
+    def memory_mib(self) -> int:
+        """The guest's memory: GRUB under OVMF needs more than syslinux under SeaBIOS."""
+        return UEFI_MEMORY_MIB if self.firmware == "uefi" else BIOS_MEMORY_MIB
 
 
 class QmpError(Exception):
@@ -93,9 +101,10 @@ def _option_value(path: Path) -> str:
 def qemu_argv(layout: Layout, info: NodeInfo, vm: VmSettings) -> list[str]:
     """The qemu command line of ``info``'s machine."""
     accel = ["-accel", "kvm", "-cpu", "host"] if vm.accel == "kvm" else ["-accel", "tcg,tb-size=32"]
+    firmware = ["-bios", str(OVMF)] if vm.firmware == "uefi" else []  # else qemu's SeaBIOS
     return [
         vm.qemu, "-name", f"{info.name},process=imaging-{info.name}",
-        "-nodefaults", "-no-user-config", "-display", "none", *accel,
+        "-nodefaults", "-no-user-config", "-display", "none", *accel, *firmware,
         "-machine", "pc", "-m", str(vm.memory_mib), "-smp", "1",
         "-chardev", f"file,id=console,path={_option_value(layout.console_log(info))},append=on",
         "-serial", "chardev:console",

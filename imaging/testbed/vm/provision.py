@@ -21,7 +21,7 @@ from .. import frisbee, programs, pxe
 from ..files import DEFAULT_IMAGE
 from ..images import TestImage, new_identity
 from ..layout import Layout
-from . import accel, bootimage, initramfs, kernel
+from . import accel, bootimage, grub, initramfs, kernel
 
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")  # what qemu's virtio-net boots from
 MAX_VMS = 16
@@ -41,27 +41,30 @@ class VmBuild:
     accel_reason: str
 
 
-def missing_requirements() -> str | None:
-    """Why VMs cannot run here (a missing program or file), or None."""
+def missing_requirements(firmware: str = "bios") -> str | None:
+    """Why VMs booting by ``firmware`` (bios or uefi) cannot run here (a missing program or file), or None."""
     missing = programs.missing(vm=True)
     missing += [str(path) for path in (IPXE_ROM, pxe.PXELINUX, pxe.LDLINUX) if not path.exists()]
+    if firmware == "uefi":
+        missing += grub.missing()
     return f"missing: {', '.join(missing)}" if missing else None
 
 
-def check_requirements() -> None:
-    """UsageError naming the fix when VMs cannot run here."""
-    why = missing_requirements()
+def check_requirements(firmware: str = "bios") -> None:
+    """UsageError naming the fix when VMs booting by ``firmware`` cannot run here."""
+    why = missing_requirements(firmware)
     if why:
-        raise UsageError(f"the VM tier needs qemu, iPXE, pxelinux and the node programs ({why});"
-                         f" install them with: make vm-packages")
+        raise UsageError(f"the VM tier needs qemu, iPXE, pxelinux, GRUB's EFI modules, OVMF for --firmware uefi and"
+                         f" the node programs ({why}); install them with: make vm-packages")
 
 
 async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], requested_accel: str,
-                    package: Path | None = None) -> VmBuild:
+                    package: Path | None = None, firmware: str = "bios") -> VmBuild:
     """Build (or reuse) the kernel tree, the two initramfs files and the images;
-    fill the TFTP tree, write each machine's disk (``disk_mib`` by node name)
-    and choose the accelerator.  The testbed's ssh keys must exist."""
-    check_requirements()
+    fill the TFTP tree (pxelinux for BIOS machines, GRUB's network image for UEFI ones),
+    write each machine's disk (``disk_mib`` by node name) and choose the accelerator.
+    The testbed's ssh keys must exist."""
+    check_requirements(firmware)
     cache = layout.vm_cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     deb = package or kernel.find_package()
@@ -76,6 +79,7 @@ async def provision(layout: Layout, image_mib: int, disk_mib: dict[str, int], re
     if image_mib < smallest:
         raise UsageError(f"--image-size {image_mib}: a bootable image of this kernel needs at least {smallest} MiB")
     pxe.prepare_tftp(layout, tree.vmlinuz, imaging_os)
+    await grub.make_net_image(layout.tftp_dir / pxe.GRUB_NET_IMAGE)
     target = layout.images_dir / f"{DEFAULT_IMAGE}.img"
     target.unlink(missing_ok=True)
     default = await bootimage.make_boot_image(tree, disk_os, target, image_mib, new_identity(DEFAULT_IMAGE))
