@@ -46,11 +46,11 @@ vm-packages: system-packages
 
 # Emulab's frisbee programs, built from third_party/ into /var/cache/imaging-testbed/frisbee unless installed
 frisbee: system-packages $(INSTALLED)
-	$(BIN)/python -m imaging.testbed.frisbee
+	$(BIN)/python -m imaging_testbed.frisbee
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check imaging tests bench inventory bin
-	$(BIN)/mypy --strict imaging
+	$(BIN)/mypy --strict imaging imaging_testbed
 
 test: system-packages vm-packages $(INSTALLED) frisbee lint
 	$(BIN)/pytest

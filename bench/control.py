@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from testbeds import SETTLE_TIMEOUT, in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
 if TYPE_CHECKING:  # imported lazily: the baseline helper must start as fast as a naive script
-    from imaging.testbed.layout import Layout
+    from imaging_testbed.layout import Layout
 
 BIN = Path(sys.executable).parent
 STATUS_NODES = 400
@@ -134,7 +134,7 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
 def server_pids(layout: Layout) -> list[int]:
     """The PIDs of the processes answering the product: the testbed's controller (every emulated CMC), and
     the BMCs' (ipmi_sim per node, or the Redfish emulator) when there are."""
-    from imaging.testbed.procs import tracked
+    from imaging_testbed.procs import tracked
 
     return [p.pid for p in tracked(layout.run_dir) if p.name == "controller" or p.name.startswith(("bmc-", "redfish"))]
 
@@ -178,7 +178,7 @@ def measure(layout: Layout, name: str, argv: list[str], stdin: str | None, expec
 
 async def slow_cards(layout: Layout, milliseconds: int) -> None:
     """Make every card answer ``milliseconds`` late (the testbed's ``cmc=slow:MS`` fault)."""
-    from imaging.testbed import lifecycle
+    from imaging_testbed import lifecycle
     for node in layout.nodes():
         await lifecycle.set_fault(layout.directory, node.name, f"cmc=slow:{milliseconds}")
 
@@ -266,7 +266,7 @@ def run_wait(layout: Layout, spec: str) -> WaitRun:
 
 def bench_wait() -> None:
     """(b): imaging-wait -a -t 5 on 37 nodes: one node alone, all healthy, then one black-holed."""
-    from imaging.testbed import lifecycle
+    from imaging_testbed import lifecycle
 
     bad = f"fit{BLACKHOLED:02d}"
     print(f"\n(b) imaging-wait -t {WAIT_TIMEOUT:g} on a testbed of {WAIT_NODES} nodes, all up on ssh;"

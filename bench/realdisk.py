@@ -4,7 +4,7 @@
 The same data on two disk sizes, side by side in one run: a partitioned disk
 (GPT; FAT, ext4, swap) holding :data:`FILES_MIB` MiB of files (random, so
 incompressible) with :data:`DELETED_MIB` MiB of files written then deleted in its
-free space, on a 2 GiB and a 16 GiB sparse disk (:mod:`imaging.testbed.disks`).
+free space, on a 2 GiB and a 16 GiB sparse disk (:mod:`imaging_testbed.disks`).
 For each size, on an emulated testbed of 1 + :data:`TARGETS` nodes whose disks
 have that size:
 
@@ -47,9 +47,9 @@ from pathlib import Path
 
 from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
-from imaging.testbed import disks
-from imaging.testbed.images import new_identity, sha256_file
-from imaging.testbed.layout import Layout
+from imaging_testbed import disks
+from imaging_testbed.images import new_identity, sha256_file
+from imaging_testbed.layout import Layout
 
 BIN = Path(sys.executable).parent
 FILES_MIB = 400

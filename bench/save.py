@@ -44,9 +44,9 @@ from pathlib import Path
 
 from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
-from imaging.testbed import lifecycle, pxe, state
-from imaging.testbed.images import sha256_file
-from imaging.testbed.layout import Layout
+from imaging_testbed import lifecycle, pxe, state
+from imaging_testbed.images import sha256_file
+from imaging_testbed.layout import Layout
 
 BIN = Path(sys.executable).parent
 DISK_MIB = 256

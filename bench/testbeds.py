@@ -1,21 +1,21 @@
 """Emulated testbeds for the benchmarks: made in a temporary folder, always torn
-down, and the product's commands run in their server namespace."""
+down, and the product's commands run in their server namespace, through the testbed's
+public handle (:mod:`imaging_testbed.handle`), which the tests use too."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily: a benchmark's baseline helper must start as fast as a naive script
-    from imaging.testbed.layout import Layout
+    from imaging_testbed.handle import Testbed
+    from imaging_testbed.layout import Layout
 
 SETTLE_TIMEOUT = 60.0  # for the nodes of a fresh testbed to come up
 
@@ -32,40 +32,35 @@ def lacks_root(script: str) -> bool:
 def temporary_testbed(count: int, *, prefix: str, work: Path | None = None,
                       **options: Any) -> Iterator[Layout]:
     """A testbed of ``count`` nodes in a fresh folder (under ``work``), torn down and
-    removed whatever happens; ``options`` go to ``imaging.testbed.lifecycle.up``."""
-    from imaging.testbed import lifecycle
+    removed whatever happens (:func:`imaging_testbed.handle.started`); ``options`` go to
+    ``imaging_testbed.lifecycle.up``."""
+    from imaging_testbed.handle import started
 
     directory = Path(tempfile.mkdtemp(prefix=prefix, dir=work))
     try:
-        record = asyncio.run(lifecycle.up(directory, count, **options))
-        try:
-            yield record.layout
-        finally:
-            asyncio.run(lifecycle.down(directory))
+        with started(directory, count, **options) as bed:
+            yield bed.layout
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _handle(layout: Layout) -> Testbed:
+    """The testbed's public handle."""
+    from imaging_testbed.handle import Testbed
+
+    return Testbed(layout.directory, layout)
+
+
 def in_server(layout: Layout, argv: list[str]) -> list[str]:
     """``argv`` run in the testbed's server namespace."""
-    return ["ip", "netns", "exec", layout.server_ns, *argv]
+    return _handle(layout).in_server(argv)
 
 
 def product_env(layout: Layout) -> dict[str, str]:
     """Our environment with ``IMAGING_CONFIG`` pointing at the testbed."""
-    return dict(os.environ, IMAGING_CONFIG=str(layout.config_path))
+    return _handle(layout).env()
 
 
 def wait_for_stage(layout: Layout, *stages: str, timeout: float = SETTLE_TIMEOUT) -> None:
-    """Wait until every node is at one of the boot ``stages``; RuntimeError after ``timeout`` seconds."""
-    from imaging.testbed import lifecycle
-
-    deadline = time.monotonic() + timeout
-    while True:
-        _, statuses = asyncio.run(lifecycle.status(layout.directory))
-        late = [f"{s.name}:{s.stage}" for s in statuses if s.stage not in stages]
-        if not late:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(late)} nodes not at {'/'.join(stages)} after {timeout:g} s: {' '.join(late[:8])}")
-        time.sleep(0.1)
+    """Wait until every node is at one of the boot ``stages``; TimeoutError after ``timeout`` seconds."""
+    _handle(layout).wait_all(*stages, timeout=timeout)

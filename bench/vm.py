@@ -22,8 +22,8 @@ from pathlib import Path
 
 from testbeds import in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
 
-from imaging.testbed import lifecycle
-from imaging.testbed.procs import tracked
+from imaging_testbed import lifecycle
+from imaging_testbed.procs import tracked
 
 BIN = Path(sys.executable).parent
 

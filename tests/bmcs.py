@@ -1,6 +1,6 @@
 """What the tests of the BMC power drivers share: a node, free ports, and the node's power hardware.
 
-A BMC hands its power actions to the node's card (:mod:`imaging.testbed.bmc`, :mod:`imaging.testbed.redfish`).
+A BMC hands its power actions to the node's card (:mod:`imaging_testbed.bmc`, :mod:`imaging_testbed.redfish`).
 Outside a testbed no node exists, so :class:`Card` stands in for its power hardware: a small HTTP server
 speaking the card's protocol that keeps a power state and records the verbs.  It is the one stand-in of these
 tests; the BMCs and the clients are the real programs.

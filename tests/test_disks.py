@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed import disks, images
-from imaging.testbed.programs import DEBUGFS, QEMU
+from imaging_testbed import disks, images
+from imaging_testbed.programs import DEBUGFS, QEMU
 
 IDENTITY = "imaging-test-image disk-test 0123456789ab"
 MIB = 1 << 20

@@ -1,6 +1,6 @@
 """The ipmi power driver against a real BMC: OpenIPMI's ``ipmi_sim`` on loopback, driven by ``ipmitool``.
 
-The simulator is the testbed's own BMC (:mod:`imaging.testbed.bmc`): its chassis actions go to a node's
+The simulator is the testbed's own BMC (:mod:`imaging_testbed.bmc`): its chassis actions go to a node's
 card, here :class:`tests.bmcs.Card` (the one stand-in: a node's power hardware); everything between the
 product and it is real (ipmitool, RMCP+, ipmi_sim, its chassis_control script, curl).
 """
@@ -24,7 +24,7 @@ from imaging.power.base import Power, PowerError, PowerOptions
 from imaging.power.credentials import Credentials, read_credentials
 from imaging.power.ipmi import Ipmi
 from imaging.power.reset import ResetSettings, ensure_reset
-from imaging.testbed.bmc import USER, credentials_text, write_bmc
+from imaging_testbed.bmc import USER, credentials_text, write_bmc
 from tests.bmcs import NODE, PASSWORD, Card, credentials_file, every_verb_reaches_the_card, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("ipmi_sim") is None or shutil.which("ipmitool") is None,

@@ -1,6 +1,6 @@
 """The redfish power driver against a real Redfish service: sushy-tools' emulator on loopback.
 
-The emulator runs as the testbed runs it (:mod:`imaging.testbed.redfish`: its systems' power is a node's
+The emulator runs as the testbed runs it (:mod:`imaging_testbed.redfish`: its systems' power is a node's
 card, here :class:`tests.bmcs.Card`, the one stand-in); the product's driver and ``curl`` talk to it over
 HTTP with basic authentication.
 """
@@ -22,8 +22,8 @@ from imaging.errors import ConfigError
 from imaging.power.base import Power, PowerError, PowerOptions
 from imaging.power.credentials import Credentials, read_credentials
 from imaging.power.reset import ResetSettings, ensure_reset
-from imaging.testbed.bmc import USER, credentials_text
-from imaging.testbed.redfish import system_id, write_settings
+from imaging_testbed.bmc import USER, credentials_text
+from imaging_testbed.redfish import system_id, write_settings
 from tests.bmcs import NODE, PASSWORD, Card, credentials_file, every_verb_reaches_the_card, free_port
 
 pytest.importorskip("sushy_tools", reason="needs sushy-tools (pip install 'imaging[testbed]')")
@@ -52,7 +52,7 @@ def bed(card: Card, tmp_path: Path) -> Iterator[Bed]:
     settings = write_settings(tmp_path / "bmc", USER, PASSWORD, {"fit01": f"127.0.0.1:{card.port}"},
                               listen="127.0.0.1", port=port)
     log = open(tmp_path / "emulator.log", "wb")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen([sys.executable, "-m", "imaging.testbed.redfish", str(settings)],
+    process = subprocess.Popen([sys.executable, "-m", "imaging_testbed.redfish", str(settings)],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(200):

@@ -1,6 +1,6 @@
 """Every external program the product and its testbed run is installed by the project's own lists.
 
-The one list is :data:`imaging.testbed.programs.PROGRAMS` (what the testbed runs, the product's programs
+The one list is :data:`imaging_testbed.programs.PROGRAMS` (what the testbed runs, the product's programs
 on the testbed's server and nodes among them) plus the programs the product's config names by default.
 Each must be on PATH and belong, by ``dpkg -S``, to the Debian package the list says, and that package
 must be in ``debian-packages*.txt`` or be one every Debian system has (Essential or of priority required:
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from imaging.config import KEYS
-from imaging.testbed import frisbee
-from imaging.testbed.programs import PROGRAMS, SEARCH_PATH
+from imaging_testbed import frisbee
+from imaging_testbed.programs import PROGRAMS, SEARCH_PATH
 from tests.helpers import ROOT
 
 FRISBEE = {"frisbeed", "frisbee", "imagezip", "imagedump"}  # not Debian's: see the docstring

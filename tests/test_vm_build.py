@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import ImagingError, UsageError
-from imaging.testbed import frisbee
-from imaging.testbed.disks import MBR_CODE, inspect
-from imaging.testbed.images import IDENTITY_FILE, MTOOLS_ENV, new_identity, sha256_file
-from imaging.testbed.vm.bootimage import SWAP_MIB, fat_mib, make_boot_image, smallest_mib
-from imaging.testbed.vm.initramfs import (
+from imaging_testbed import frisbee
+from imaging_testbed.disks import MBR_CODE, inspect
+from imaging_testbed.images import IDENTITY_FILE, MTOOLS_ENV, new_identity, sha256_file
+from imaging_testbed.vm.bootimage import SWAP_MIB, fat_mib, make_boot_image, smallest_mib
+from imaging_testbed.vm.initramfs import (
     DHCP_HOOK,
     DHCP_HOOK_SCRIPT,
     DISK_OS_PROGRAMS,
@@ -32,7 +32,7 @@ from imaging.testbed.vm.initramfs import (
     build_imaging_os,
     frisbee_files,
 )
-from imaging.testbed.vm.kernel import Kernel, find_package, missing_tools, tool, unpack
+from imaging_testbed.vm.kernel import Kernel, find_package, missing_tools, tool, unpack
 
 MIB = 1 << 20
 

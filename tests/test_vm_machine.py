@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed.faults import Faults
-from imaging.testbed.layout import Layout
-from imaging.testbed.node import NodeSettings
-from imaging.testbed.procs import tracked
-from imaging.testbed.vm.machine import QEMU, VirtualMachine, VmSettings, qmp
+from imaging_testbed.faults import Faults
+from imaging_testbed.layout import Layout
+from imaging_testbed.node import NodeSettings
+from imaging_testbed.procs import tracked
+from imaging_testbed.vm.machine import QEMU, VirtualMachine, VmSettings, qmp
 
 pytestmark = pytest.mark.skipif(shutil.which(QEMU) is None, reason=f"{QEMU} is not installed (make vm-packages)")
 

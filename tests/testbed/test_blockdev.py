@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import images, lifecycle, loopdev
-from imaging.testbed.faults import Faults, check_vm_knob
-from imaging.testbed.procs import tracked
+from imaging_testbed import images, lifecycle, loopdev
+from imaging_testbed.faults import Faults, check_vm_knob
+from imaging_testbed.procs import tracked
 
 from .conftest import Testbed, missing_requirements, started_testbed
 

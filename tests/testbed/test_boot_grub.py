@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imaging.testbed import pxe
+from imaging_testbed import pxe
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import BIN, product
 

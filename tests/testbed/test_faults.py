@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imaging.testbed import images
+from imaging_testbed import images
 
 from .conftest import Testbed
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from imaging import imagecheck
-from imaging.testbed import frisbee
-from imaging.testbed.disks import DiskReport, DiskSpec
-from imaging.testbed.images import new_identity, sha256_file
 from imaging.transports.frisbee import FrisbeeParser, covered_bytes
+from imaging_testbed import frisbee
+from imaging_testbed.disks import DiskReport, DiskSpec
+from imaging_testbed.images import new_identity, sha256_file
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import Run
 from tests.testbed.test_save import Follow, links, save, saves

@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from imaging.testbed import lifecycle
-from imaging.testbed.leases import LEASES_PORT, parse_time
+from imaging_testbed import lifecycle
+from imaging_testbed.leases import LEASES_PORT, parse_time
 
 from .conftest import Testbed, started_testbed
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed import lifecycle
+from imaging_testbed import lifecycle
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import product
 

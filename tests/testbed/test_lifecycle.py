@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from imaging.cli.main import main
-from imaging.testbed import procs
-from imaging.testbed.layout import Layout
+from imaging_testbed import procs
+from imaging_testbed.layout import Layout
 
 from .conftest import Testbed, host_files, missing_requirements, started_testbed
 

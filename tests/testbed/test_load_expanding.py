@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from imaging.imagecheck import check_zstd
-from imaging.testbed import files
-from imaging.testbed.procs import run
-from imaging.testbed.programs import DD, SH, ZSTD
+from imaging_testbed import files
+from imaging_testbed.procs import run
+from imaging_testbed.programs import DD, SH, ZSTD
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import product
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imaging.testbed import loopdev
+from imaging_testbed import loopdev
 
 from .conftest import Testbed
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed import redfish
-from imaging.testbed.bmc import CREDENTIALS, USER
+from imaging_testbed import redfish
+from imaging_testbed.bmc import CREDENTIALS, USER
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import product
 

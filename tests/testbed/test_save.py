@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from imaging.testbed.images import TestImage, make_image, sha256_file
+from imaging_testbed.images import TestImage, make_image, sha256_file
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import BIN, Run, product
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from imaging.disklayout import read_layout
-from imaging.testbed.disks import DiskReport, DiskSpec
-from imaging.testbed.images import new_identity
+from imaging_testbed.disks import DiskReport, DiskSpec
+from imaging_testbed.images import new_identity
 from tests.testbed.conftest import Testbed, started_testbed
 from tests.testbed.product import Run
 from tests.testbed.test_save import Follow, links, save, saves, throttle, unthrottle

@@ -1,4 +1,4 @@
-"""The one list of the programs the testbed runs (imaging.testbed.programs):
+"""The one list of the programs the testbed runs (imaging_testbed.programs):
 the code runs programs by its constants, the nodes' scripts run only listed
 programs, and a missing program is one line naming its package, before
 anything is started."""
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import bmc, firmware, lifecycle, programs
-from imaging.testbed.vm import kernel
+from imaging_testbed import bmc, firmware, lifecycle, programs
+from imaging_testbed.vm import kernel
 
 PACKAGE = Path(programs.__file__).parent
 # what the nodes' scripts run that is the shell's own, not a program

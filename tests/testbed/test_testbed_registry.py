@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.testbed import lifecycle, procs, registry
+from imaging_testbed import lifecycle, procs, registry
 
 from .conftest import missing_requirements
 

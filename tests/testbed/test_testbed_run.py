@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from imaging.testbed import procs
+from imaging_testbed import procs
 
 from .conftest import Testbed, started_testbed
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from imaging.testbed import images
-from imaging.testbed.images import sha256_file
+from imaging_testbed import images
+from imaging_testbed.images import sha256_file
 
 from .conftest import Testbed
 

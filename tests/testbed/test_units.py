@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import files, images, network
-from imaging.testbed.faults import Faults, parse_assignment
-from imaging.testbed.layout import Layout
+from imaging_testbed import files, images, network
+from imaging_testbed.faults import Faults, parse_assignment
+from imaging_testbed.layout import Layout
 
 needs_mtools = pytest.mark.skipif(shutil.which("mkfs.vfat") is None or shutil.which("mtype") is None,
                                   reason="needs dosfstools and mtools")

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from imaging.testbed import frisbee
-from imaging.testbed.disks import inspect
-from imaging.testbed.images import MIB, TestImage
-from imaging.testbed.procs import tracked
+from imaging_testbed import frisbee
+from imaging_testbed.disks import inspect
+from imaging_testbed.images import MIB, TestImage
+from imaging_testbed.procs import tracked
 from tests.testbed.conftest import Testbed
 from tests.testbed.product import BIN, product
 from tests.testbed.vms import TIMEOUT, default_image_of, disk_starts_with, no_links, vm_testbed

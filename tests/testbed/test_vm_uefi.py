@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from imaging.testbed.disks import inspect
-from imaging.testbed.images import TestImage
+from imaging_testbed.disks import inspect
+from imaging_testbed.images import TestImage
 from tests.testbed.conftest import Testbed
 from tests.testbed.product import product
 from tests.testbed.vms import TIMEOUT, VMS, default_image_of, disk_starts_with, no_links, vm_testbed

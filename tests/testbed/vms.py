@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from imaging.errors import UsageError
-from imaging.testbed import frisbee, lifecycle
-from imaging.testbed.disks import inspect
-from imaging.testbed.images import IDENTITY_FILE, IDENTITY_PREFIX, MTOOLS_ENV, TestImage, sha256_file
-from imaging.testbed.vm import kernel, provision
+from imaging_testbed import frisbee, lifecycle
+from imaging_testbed.disks import inspect
+from imaging_testbed.images import IDENTITY_FILE, IDENTITY_PREFIX, MTOOLS_ENV, TestImage, sha256_file
+from imaging_testbed.vm import kernel, provision
 from tests.testbed.conftest import Testbed, missing_requirements
 
 VMS = 3

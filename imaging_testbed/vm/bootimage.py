@@ -1,10 +1,10 @@
 r"""Bootable test images for the testbed's virtual machines, made without root.
 
-A boot image is a partitioned disk (:func:`imaging.testbed.disks.make_disk`
+A boot image is a partitioned disk (:func:`imaging_testbed.disks.make_disk`
 with ``bootable``): a dos label whose MBR holds syslinux's boot code,
 partition 1 an active FAT with syslinux installed (``syslinux --install
 --offset``, mtools-based, no loop device) holding ``syslinux.cfg``, the
-kernel, the disk-OS initramfs (:func:`imaging.testbed.vm.initramfs.build_disk_os`),
+kernel, the disk-OS initramfs (:func:`imaging_testbed.vm.initramfs.build_disk_os`),
 GRUB's EFI loader with its ``grub.cfg`` under ``\EFI\BOOT`` (:mod:`.grub`)
 and the image's identity line in ``/etc/imaging-image``; partition 2 an ext4
 with files (the identity there too), partition 3 a swap area.  The same image
@@ -98,7 +98,7 @@ def seed_of(identity: str) -> int:
 async def make_boot_disk(kernel: Kernel, disk_os: Path, target: Path, size_mib: int, identity: str) -> DiskInfo:
     """Write at ``target`` a raw bootable image of ``size_mib`` MiB (a sparse file) whose OS (``kernel``
     with initramfs ``disk_os``) says it is ``identity`` (an ``imaging-test-image …`` line, see
-    :func:`imaging.testbed.images.new_identity`); what it holds.
+    :func:`imaging_testbed.images.new_identity`); what it holds.
 
     The image appears complete or not at all.  Raises ValueError when ``identity`` is not an
     identity line or the files do not fit in ``size_mib`` MiB.

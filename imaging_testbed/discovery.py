@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import errors
+from imaging import errors
+
 from . import registry, state
 
 

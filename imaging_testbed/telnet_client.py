@@ -1,6 +1,7 @@
-"""A minimal telnet client for the tests (telnetlib3), run inside the server namespace.
+"""A minimal telnet client for tests and benchmarks (telnetlib3), run inside the server namespace, apart
+from the product's own (:mod:`imaging.telnet`).
 
-``python telnet_client.py HOST COMMAND [TIMEOUT]`` runs COMMAND in the node's
+``python -m imaging_testbed.telnet_client HOST COMMAND [TIMEOUT]`` runs COMMAND in the node's
 shell, prints its output and exits with its status; 124 when the node does
 not answer within TIMEOUT seconds (default 10), 111 when the connection is refused.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from typing import Any
 
 import telnetlib3
 
@@ -18,9 +20,10 @@ MARKER = re.compile(r"__STATUS=(\d+)__")
 
 async def run(host: str, command: str, timeout: float) -> int:
     """Run ``command`` on ``host``; its exit status."""
-    reader, writer = await asyncio.wait_for(telnetlib3.open_connection(
+    connection: tuple[Any, Any] = await asyncio.wait_for(telnetlib3.open_connection(  # text streams (utf8)
         host, 23, connect_minwait=0, connect_maxwait=0.5, client_factory=telnetlib3.TelnetClient),
         timeout)
+    reader, writer = connection
     writer.write(command + "; echo __STATUS=$?__\r\n")
     output = ""
     async with asyncio.timeout(timeout):

@@ -1,7 +1,7 @@
 """A node that is a qemu virtual machine, powered through QMP.
 
 The machine's CMC speaks the same HTTP protocol as an emulated node's
-(:mod:`imaging.testbed.cmc`); the verbs become qemu actions:
+(:mod:`imaging_testbed.cmc`); the verbs become qemu actions:
 
 * ``on``: start qemu (the machine's power is its qemu process);
 * ``reset``: QMP ``system_reset``: firmware, PXE, pxelinux, all over again;

@@ -1,14 +1,14 @@
 """A node as the controller sees it: power, link, and the boot.
 
 :class:`PoweredNode` holds what every node shares, the VMs of
-:mod:`imaging.testbed.vm.machine` included; :class:`EmulatedNode` is the
+:mod:`imaging_testbed.vm.machine` included; :class:`EmulatedNode` is the
 fast tier's node.  Power state machine (driven by the CMC): ``on`` of an on node and ``reset``
 of an off node do nothing.  For an emulated node, ``off`` and ``reset`` kill
 everything the node runs (its PID namespace dies with its first process) and
 take its link down; ``on`` and ``reset`` bring the link up and, after the
 boot delay, attach the node's disk file to a loop device with its partitions
-(:mod:`imaging.testbed.loopdev`) and start the firmware
-(:mod:`imaging.testbed.firmware`) in the node's network namespace, a private
+(:mod:`imaging_testbed.loopdev`) and start the firmware
+(:mod:`imaging_testbed.firmware`) in the node's network namespace, a private
 mount, UTS and PID namespace::
 
     ip netns exec NS unshare --mount --propagation private --uts --pid --fork \
@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
+
 from . import firmware, loopdev
 from .faults import Faults
 from .layout import Layout, NodeInfo

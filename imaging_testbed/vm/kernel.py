@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ImagingError, UsageError
+from imaging.errors import ImagingError, UsageError
+
 from .. import programs
 from ..procs import run
 from ..programs import DEPMOD, DPKG_DEB, MODPROBE
@@ -28,8 +29,8 @@ PACKAGE_DIR = Path("/var/cache/imaging-testbed")
 PACKAGE_RE = re.compile(r"linux-image-\d+\.\d+\.\d+-\d+-amd64_(?P<version>[^_]+)_amd64\.deb")
 FETCH_HINT = "run `make vm-packages` (it runs `apt-get download linux-image-<abi>-amd64` into that folder)"
 
-HEAD = "head"  # coreutils' head, which imaging.testbed.programs lists among the firmware's programs
-# The host commands the VM builders run or copy (their packages: imaging.testbed.programs).
+HEAD = "head"  # coreutils' head, which imaging_testbed.programs lists among the firmware's programs
+# The host commands the VM builders run or copy (their packages: imaging_testbed.programs).
 BUILD_TOOLS = (DPKG_DEB, DEPMOD, MODPROBE, programs.LDD, programs.BUSYBOX, programs.DASH, programs.UDP_RECEIVER,
                programs.ZSTD, programs.NC_OPENBSD, programs.DROPBEAR, programs.MKFS_VFAT, programs.SYSLINUX,
                programs.GRUB_MKIMAGE,

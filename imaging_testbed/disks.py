@@ -36,7 +36,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImagingError, UsageError
+from imaging.errors import ImagingError, UsageError
+
 from .procs import run
 from .programs import (
     BLKID,

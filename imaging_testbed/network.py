@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
+
 from .bmc import IPMI_PORT
 from .faults import Faults
 from .layout import BRIDGE, CMC_INTERFACE, MAX_TESTBEDS, NS_PREFIX, Layout, NodeInfo

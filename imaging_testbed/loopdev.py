@@ -37,7 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
+
 from .procs import run
 from .programs import SFDISK
 

@@ -18,8 +18,8 @@ DEFAULT_DIR = "testbed"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommands and their options."""
-    from ..testbed.bmc import POWER
-    from ..testbed.pxe import FIRMWARE
+    from .bmc import POWER
+    from .pxe import FIRMWARE
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -126,8 +126,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     """Run the chosen subcommand; the exit code."""
     import asyncio
 
-    from ..errors import UsageError
-    from ..testbed import discovery, lifecycle, registry
+    from imaging.errors import UsageError
+
+    from . import discovery, lifecycle, registry
 
     if args.action in ("up", "demo") and not args.vm and (args.accel or args.kernel_package):
         raise UsageError("--accel and --kernel-package are options of the VM tier: add --vm")
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         print(f"try: imaging-testbed run --dir {directory} -- imaging-load -a")
         return 0
     if args.action == "demo":
-        from ..testbed import demo
+        from . import demo
         if args.vm:
             return demo.run_vm(directory, args.count or 3, args.accel or "auto", args.kernel_package)
         return demo.run(directory, args.count or 8, args.image_size)
@@ -203,8 +204,9 @@ def _console(directory: Path, node: str, follow: bool) -> int:
     """Print ``node``'s console log (and follow it with ``tail -f``)."""
     import sys
 
-    from ..errors import UsageError
-    from ..testbed import discovery
+    from imaging.errors import UsageError
+
+    from . import discovery
 
     layout = discovery.load(directory).layout
     try:
@@ -222,7 +224,7 @@ def _console(directory: Path, node: str, follow: bool) -> int:
 
 def _follow(path: Path) -> int:
     """Become ``tail -f`` on ``path`` (Ctrl-C ends it)."""
-    from ..testbed.programs import TAIL
+    from .programs import TAIL
     os.execvp(TAIL, [TAIL, "-n", "+1", "-F", str(path)])
 
 

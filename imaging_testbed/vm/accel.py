@@ -18,7 +18,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from ...errors import UsageError
+from imaging.errors import UsageError
+
 from ..programs import QEMU
 
 log = logging.getLogger(__name__)

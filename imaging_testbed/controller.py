@@ -2,7 +2,7 @@
 holding every node's power state, its CMC server and the control channel.
 
 Started by ``imaging-testbed up`` as
-``ip netns exec <server-ns> python -m imaging.testbed.controller DIR``;
+``ip netns exec <server-ns> python -m imaging_testbed.controller DIR``;
 stops on SIGTERM, SIGINT or ``POST /shutdown``, killing the nodes' processes
 first.
 """
@@ -15,7 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from imaging.errors import UsageError
+
 from . import network, state
 from .cmc import CmcServers
 from .control import ControlServer
@@ -98,10 +99,10 @@ async def serve(directory: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m imaging.testbed.controller DIR``."""
+    """Entry point: ``python -m imaging_testbed.controller DIR``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m imaging.testbed.controller DIR", file=sys.stderr)
+        print("usage: python -m imaging_testbed.controller DIR", file=sys.stderr)
         return 2
     directory = Path(args[0]).resolve()
     logging.basicConfig(

@@ -3,10 +3,10 @@ CMC address, port 80, all in the controller's event loop.
 
 Protocol (plain-text bodies): ``GET /status`` → ``on`` | ``off``;
 ``GET /on``, ``/off``, ``/reset`` → ``ok``; ``GET /info`` → free text.
-The power state machine itself is the node's (:mod:`imaging.testbed.node`).
+The power state machine itself is the node's (:mod:`imaging_testbed.node`).
 A card with the ``cmc=garbage`` fault answers bodies that are not the
 protocol and does nothing; ``cmc=slow:MS`` answers late; ``cmc=blackhole`` is a DROP rule
-(:mod:`imaging.testbed.network`), so the card never even sees the packets.
+(:mod:`imaging_testbed.network`), so the card never even sees the packets.
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ only when an input changes.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import UsageError
+from imaging.errors import UsageError
+
 from .. import frisbee, programs, pxe
 from ..files import DEFAULT_IMAGE
 from ..images import TestImage, new_identity
@@ -52,6 +54,8 @@ def missing_requirements(firmware: str = "bios") -> str | None:
 
 def check_requirements(firmware: str = "bios") -> None:
     """UsageError naming the fix when VMs booting by ``firmware`` cannot run here."""
+    if importlib.util.find_spec("qemu.qmp") is None:
+        raise UsageError("the VM tier drives qemu with the qemu.qmp package: pip install 'imaging[testbed]'")
     why = missing_requirements(firmware)
     if why:
         raise UsageError(f"the VM tier needs qemu, iPXE, pxelinux, GRUB's EFI modules, OVMF for --firmware uefi and"

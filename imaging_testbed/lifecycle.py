@@ -2,7 +2,7 @@
 
 ``up`` prepares the directory (keys, images, disks, TFTP tree, scripts),
 claims a testbed index, records the testbed in the registry
-(:mod:`imaging.testbed.registry`, outside its folder), builds the
+(:mod:`imaging_testbed.registry`, outside its folder), builds the
 namespaces, starts dnsmasq and the controller (both tracked by PID in
 ``DIR/run`` and in the registry) and writes the product's config and
 inventory.  ``down`` stops every tracked process, then anything still living
@@ -11,7 +11,7 @@ works after a crash of the controller, or of ``up`` itself, and from the
 registry alone when the testbed's folder is gone.
 
 The commands that act on a running testbed find it with
-:mod:`imaging.testbed.discovery`.
+:mod:`imaging_testbed.discovery`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import errors
+from imaging import errors
+
 from . import bmc, control, files, firmware, images, network, programs, pxe, redfish, registry, state
 from . import leases as leases_api
 from .bmc import POWER
@@ -67,10 +68,10 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
     With ``leases``, the product's config checks the testbed's leases API
     (``[leases] backend = r2labapi``); its ``url`` is written either way.
     ``power``: ``cmc`` (the product drives the nodes' cards) or ``ipmi`` (one simulated BMC per node on
-    the card's address, :mod:`imaging.testbed.bmc`, in front of the same card; ``redfish``: sushy-tools'
-    emulator, :mod:`imaging.testbed.redfish`).  ``firmware``: ``bios``, the nodes boot pxelinux, or
+    the card's address, :mod:`imaging_testbed.bmc`, in front of the same card; ``redfish``: sushy-tools'
+    emulator, :mod:`imaging_testbed.redfish`).  ``firmware``: ``bios``, the nodes boot pxelinux, or
     ``uefi``, they boot GRUB's network image, which reads GRUB's per-MAC configs (VMs: OVMF,
-    :mod:`imaging.testbed.vm.grub`; emulated nodes read the same configs, :mod:`imaging.testbed.pxe`).
+    :mod:`imaging_testbed.vm.grub`; emulated nodes read the same configs, :mod:`imaging_testbed.pxe`).
 
     ``faults`` are ``fitNN:knob=value`` specs in force from the start.
     Raises UsageError for bad arguments or a testbed already up there,
@@ -142,7 +143,7 @@ async def up(directory: Path, count: int, boot_delay: float = 1.0, faults: list[
                 IP, "netns", "exec", layout.server_ns, *network.dnsmasq_command(layout, router_adverts=vm)]))
             registry.record(entry)
         entry = entry.with_daemon(_spawn(layout, "controller", [
-            IP, "netns", "exec", layout.server_ns, sys.executable, "-m", "imaging.testbed.controller",
+            IP, "netns", "exec", layout.server_ns, sys.executable, "-m", "imaging_testbed.controller",
             str(directory)]))
         registry.record(entry)
         await _wait_ready(layout)
@@ -172,7 +173,7 @@ async def _start_bmcs(layout: Layout, entry: registry.Entry, power: str) -> regi
     else:
         settings = await asyncio.to_thread(redfish.write_testbed_settings, layout, bmc.USER, password)
         entry = entry.with_daemon(_spawn(layout, "redfish", [IP, "netns", "exec", layout.server_ns, sys.executable,
-                                                             "-m", "imaging.testbed.redfish", str(settings)]))
+                                                             "-m", "imaging_testbed.redfish", str(settings)]))
         wanted, kind = {f"0.0.0.0:{redfish.PORT}"}, "-tln"
     registry.record(entry)
     await _wait_listening(layout, wanted, kind)
@@ -291,7 +292,7 @@ async def _make_keys(layout: Layout) -> None:
 def _spawn(layout: Layout, name: str, argv: list[str]) -> Tracked:
     """Start a daemon outliving ``up`` (own session, output in DIR/logs) and track it; its record."""
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
+    package_root = str(Path(__file__).resolve().parents[1])  # where imaging and imaging_testbed are
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with open(layout.logs_dir / f"{name}.out", "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -499,6 +500,6 @@ def run_in_server(directory: Path, argv: list[str], *, env: dict[str, str] | Non
 def run_command(directory: Path, argv: list[str], env: dict[str, str] | None = None) -> int:
     """``imaging-testbed run``: ``argv`` in the server namespace as :func:`run_in_server` runs it,
     to its end, with SIGINT, SIGTERM and SIGHUP passed on to it
-    (:func:`~imaging.testbed.procs.run_forwarding`); its exit status, 128 + N when signal N killed it."""
+    (:func:`~imaging_testbed.procs.run_forwarding`); its exit status, 128 + N when signal N killed it."""
     command, environment = _server_command(directory, argv, env)
     return run_forwarding(command, environment)

@@ -18,7 +18,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
+
 from .procs import Tracked, netns_exists
 from .state import STATE_FILE
 

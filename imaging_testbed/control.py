@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
+
 from .node import NodeStatus
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import UsageError
+from imaging.errors import UsageError
+
 from .layout import Layout
 from .procs import run
 from .programs import IP, NFT

@@ -1,7 +1,7 @@
 """The scripts that run inside an emulated node: its "firmware" and helpers.
 
 The firmware runs as PID 1 of the node's PID namespace, in the node's network
-namespace and a private mount namespace (see :mod:`imaging.testbed.node`).
+namespace and a private mount namespace (see :mod:`imaging_testbed.node`).
 It builds the node's private world (tmpfs scratch, overlays over ``/etc``,
 ``/var``, ``/root``, ``/home``, a tmpfs ``/dev``, a tmpfs ``/tmp``), does real DHCP with busybox
 ``udhcpc`` and a real TFTP fetch of its pxelinux config, then becomes the

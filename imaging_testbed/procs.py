@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImagingError
+from imaging.errors import ImagingError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
   a real testbed's imaging OS.  The kernel reads the disk's partition table
   itself (dos and GPT support are built in): ``/dev/vda1``… exist.
 * The **disk OS**, the "installed OS" of the bootable test images
-  (:mod:`imaging.testbed.vm.bootimage`): busybox and ``dropbear``; its init
+  (:mod:`imaging_testbed.vm.bootimage`): busybox and ``dropbear``; its init
   copies the identity line of the disk it booted from (``/etc/imaging-image``
   on the FAT of partition 1, ``/dev/vda1``, or of the whole disk for an
   unpartitioned image) to its own ``/etc/imaging-image``, gets an address by
@@ -39,7 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import ImagingError
+from imaging.errors import ImagingError
+
 from ..frisbee import CLIENT, IMAGEZIP
 from ..images import IDENTITY_FILE
 from ..procs import run
@@ -359,7 +360,7 @@ def frisbee_files(folder: Path | None) -> dict[str, Path]:
 
 async def build_imaging_os(kernel: Kernel, cache_dir: Path, frisbee_programs: Path | None = None) -> Path:
     """The imaging OS's initramfs for ``kernel`` (cached in ``cache_dir``), with Emulab's node programs
-    from the folder ``frisbee_programs`` (:func:`imaging.testbed.frisbee.locate`) when one is given."""
+    from the folder ``frisbee_programs`` (:func:`imaging_testbed.frisbee.locate`) when one is given."""
     tree = await _base_tree(kernel, IMAGING_OS, NET_MODULES, IMAGING_OS_PROGRAMS, IMAGING_OS_INIT,
                             IMAGING_OS_LINKS, frisbee_files(frisbee_programs))
     return await _build(IMAGING_OS, tree, cache_dir)

@@ -8,7 +8,7 @@ r"""The TFTP tree dnsmasq serves: Debian's pxelinux and the two boot configs, fo
 
 A BIOS client (DHCP option 93 absent or 0) is handed ``pxelinux.0``, an x86-64
 UEFI one (7 or 9) GRUB's network image, ``grubx64.efi``
-(:mod:`imaging.testbed.vm.grub`, VM tier).
+(:mod:`imaging_testbed.vm.grub`, VM tier).
 
 The product flips the per-node relative symlink ``pxelinux.cfg/01-<mac>`` →
 ``imaging-os`` (GRUB: ``grub/grub.cfg-01-<mac>`` → ``imaging-os.cfg``);
@@ -48,7 +48,7 @@ BOOT = ("pxelinux", "grub")  # the nodes' network boot loaders
 FIRMWARE = {"bios": "pxelinux", "uefi": "grub"}  # imaging-testbed up --firmware: the boot loader it implies
 GRUB_DIR = "grub"  # in the TFTP root: the prefix of GRUB's network image
 GRUB_IMAGING_OS = "imaging-os.cfg"
-GRUB_NET_IMAGE = "grubx64.efi"  # in the TFTP root, for UEFI clients (imaging.testbed.vm.grub)
+GRUB_NET_IMAGE = "grubx64.efi"  # in the TFTP root, for UEFI clients (imaging_testbed.vm.grub)
 GRUB_DEFAULT_CONFIG = """\
 # boot the local disk: its EFI system partition's boot loader
 set default=0

@@ -9,7 +9,7 @@ source checksum.  The programs are linked statically (``STATIC=1``), so a VM's i
 takes them without libraries, and without OpenSSL (``WITH_HASH=0``: only ``imagezip``'s
 delta signatures need it; this build has no encryption or signing either).
 
-``python -m imaging.testbed.frisbee`` builds them when needed and prints their folder
+``python -m imaging_testbed.frisbee`` builds them when needed and prints their folder
 (``make frisbee`` runs it); :func:`locate` finds them, and the testbed's generated config
 names them in ``[frisbee]``.
 """
@@ -25,10 +25,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import ImagingError, UsageError
+from imaging.errors import ImagingError, UsageError
+
 from .procs import run
 
-SOURCE = Path(__file__).resolve().parents[2] / "third_party" / "emulab-frisbee-src.tar.gz"
+SOURCE = Path(__file__).resolve().parents[1] / "third_party" / "emulab-frisbee-src.tar.gz"
 CACHE = Path("/var/cache/imaging-testbed/frisbee")
 TOP = "frisbee-src"  # the tarball's folder
 PATCH = "patches/imagezip-extfs-64bit.patch"
@@ -119,7 +120,7 @@ async def build(source: Path = SOURCE, cache: Path = CACHE) -> Path:
 
 
 def main() -> int:
-    """``python -m imaging.testbed.frisbee``: build when needed, print the programs' folder."""
+    """``python -m imaging_testbed.frisbee``: build when needed, print the programs' folder."""
     try:
         print(asyncio.run(build()))
     except ImagingError as exc:

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
+from imaging.errors import UsageError
 
 KNOBS = ("cmc", "reset", "boot", "telnet", "receiver", "disk", "ssh", "loss")
 VM_KNOBS = ("cmc", "reset", "disk", "loss")

@@ -8,7 +8,7 @@ instead (``status`` asked of the card, ``On``/``ForceOff``/``ForceRestart`` sent
 node's power state machine, and its faults, are the same whichever way the product drives it.  HTTP basic
 authentication against a bcrypt password file (the login of :mod:`.bmc`'s credentials file).
 
-Run as ``python -m imaging.testbed.redfish SETTINGS.json`` (:func:`write_settings` writes it).
+Run as ``python -m imaging_testbed.redfish SETTINGS.json`` (:func:`write_settings` writes it).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def serve(settings: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    """``python -m imaging.testbed.redfish SETTINGS.json``."""
+    """``python -m imaging_testbed.redfish SETTINGS.json``."""
     serve(json.loads(Path(sys.argv[1]).read_text()))
     return 0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from imaging.errors import UsageError
 
 # sbin folders too: mkfs.vfat, depmod and dnsmasq live there, and a user's PATH may lack them
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -2,9 +2,9 @@
 the controller at start and by ``status``, ``fault``, ``run`` and ``down``.
 
 The PIDs of the processes it started are not here but in ``DIR/run/*.pid``
-(:mod:`imaging.testbed.procs`), one file per process, written by whoever
+(:mod:`imaging_testbed.procs`), one file per process, written by whoever
 started it; the daemons' are also in the testbed's record outside its folder
-(:mod:`imaging.testbed.registry`), whose file this record names.
+(:mod:`imaging_testbed.registry`), whose file this record names.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ImagingError, UsageError
+from imaging.errors import ImagingError, UsageError
+
 from .layout import Layout
 from .node import NodeSettings
 from .pxe import FIRMWARE
@@ -36,9 +37,9 @@ class TestbedState:
     disk_mib: int = 64
     faults: dict[str, list[str]] = field(default_factory=dict)  # node name -> specs at up
     accel: str = ""  # VM tier: tcg or kvm; empty for emulated nodes
-    registry: str = ""  # the file recording the testbed outside its folder (imaging.testbed.registry)
-    boot: str = "pxelinux"  # the nodes' network boot loader: pxelinux, or GRUB's configs (imaging.testbed.pxe)
-    power: str = "cmc"  # how the product reaches the nodes' power: cards, or BMCs (imaging.testbed.bmc, .redfish)
+    registry: str = ""  # the file recording the testbed outside its folder (imaging_testbed.registry)
+    boot: str = "pxelinux"  # the nodes' network boot loader: pxelinux, or GRUB's configs (imaging_testbed.pxe)
+    power: str = "cmc"  # how the product reaches the nodes' power: cards, or BMCs (imaging_testbed.bmc, .redfish)
 
     @property
     def firmware(self) -> str:
