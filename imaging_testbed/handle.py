@@ -24,7 +24,7 @@ from typing import Any
 from . import lifecycle, pxe, state
 from .layout import Layout, NodeInfo
 from .node import NodeStatus
-from .programs import IP
+from .programs import CURL, IP, NC, SSH
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Testbed:
 
     def cmc(self, number: int, verb: str, timeout: float = 3.0) -> subprocess.CompletedProcess[str]:
         """``curl`` the node's card: ``GET http://<cmc>/<verb>``."""
-        return self.run("curl", "-sS", "-m", str(timeout), f"http://{self.node(number).cmc_ip}/{verb}",
+        return self.run(CURL, "-sS", "-m", str(timeout), f"http://{self.node(number).cmc_ip}/{verb}",
                         timeout=timeout + 5)
 
     def telnet(self, number: int, command: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
@@ -110,14 +110,14 @@ class Testbed:
 
     def ssh(self, number: int, command: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
         """Run a command on the node's installed OS with OpenSSH as root, with the testbed's key."""
-        return self.run("ssh", "-i", str(self.layout.client_key), "-o", "StrictHostKeyChecking=no",
+        return self.run(SSH, "-i", str(self.layout.client_key), "-o", "StrictHostKeyChecking=no",
                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
                         "-o", f"ConnectTimeout={timeout:g}", f"root@{self.node(number).control_ip}", command,
                         timeout=timeout + 10)
 
     def port_open(self, number: int, port: int) -> bool:
         """Whether a TCP connection to the node's port succeeds (``nc -z``)."""
-        return self.run("nc", "-z", "-w", "1", self.node(number).control_ip, str(port)).returncode == 0
+        return self.run(NC, "-z", "-w", "1", self.node(number).control_ip, str(port)).returncode == 0
 
     def status(self) -> dict[str, NodeStatus]:
         """Every node's status, by name."""
