@@ -5,8 +5,10 @@ Files are read in order, later ones winning key by key:
 named by ``$IMAGING_CONFIG`` and the one given with ``--config``.  Each file
 may define as few keys as it likes.
 
-Every key has its kind, range, default and documentation in :data:`KEYS`, the
-one place defaults live; ``imaging.conf.sample`` is generated from it.  Values
+Every key has its kind, range, default and documentation in one :class:`Key`,
+the one place its default lives: the product's own in :data:`CORE_KEYS`, a
+backend's in its class (``KEYS``); :func:`keys` gathers them all, and
+``imaging.conf.sample`` is generated from it.  Values
 are typed and range-checked when the files are read, so a bad value fails at
 once with the file, line, section, key, value and what the key accepts named;
 keys that only make sense together (the patterns and ``pattern_size``,
@@ -270,7 +272,8 @@ KINDS: dict[str, tuple[str, Callable[[Key, str], Value]]] = {
 
 SECONDS = "seconds"
 
-KEYS: tuple[Key, ...] = (
+# the product's own keys; each backend declares its own (its class's KEYS): see keys()
+CORE_KEYS: tuple[Key, ...] = (
     Key("testbed", "inventory", "path", "/etc/imaging-inventory.json",
         "the JSON inventory: hostnames, IPs and MACs of each node's cmc/control/data"),
     Key("testbed", "all_scope", "spec", "1-37", "the node spec that -a adds"),
@@ -285,7 +288,6 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "boot", "choice", "pxelinux", "the network boot loader of a node (boot.<host> per node):"
         " pxelinux (BIOS) or grub (UEFI)", choices=registry.BOOT_NAMES),
     Key("nodes", "cmc_timeout", SECONDS, "3", "seconds for one request to a node's power controller"),
-    Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service", low=1, high=65535),
     Key("nodes", "idle_after_reset", SECONDS, "15",
         "seconds within which a node's control interface must stop answering after a reset"),
     Key("nodes", "boot_timeout", SECONDS, "80",
@@ -301,23 +303,6 @@ KEYS: tuple[Key, ...] = (
     Key("power", "credentials", "optional path", "",
         "the BMCs' logins (ipmi): an ini file that only its owner may read, [default] and [<host>] sections"
         " of user and password"),
-    Key("power", "ipmitool", "word", "ipmitool", "the IPMI client the ipmi driver runs"),
-    Key("power", "ipmi_port", "int", "623", "UDP port of the BMCs' IPMI service", low=1, high=65535),
-    Key("power", "ipmi_cipher", "int", "3", "IPMI 2.0 cipher suite (ipmitool -C)", low=0, high=17),
-    Key("power", "redfish_url", "redfish url", "https://{ip}",
-        "a BMC's Redfish service, {ip} standing for the node's management (cmc) address"),
-    Key("power", "redfish_verify", "choice", "yes", "check the BMCs' TLS certificates (no: self-signed ones)",
-        choices=("yes", "no")),
-    Key("power", "redfish_system", "word or empty", "",
-        "the node's Redfish system id (redfish_system.<host> per node); empty: the first the BMC lists"),
-    Key("pxelinux", "config_dir", "path", "/tftpboot/pxelinux.cfg",
-        "where pxelinux looks for the per-MAC files 01-<mac>"),
-    Key("pxelinux", "frisbee_image", "file name", "pxefrisbee",
-        "file in config_dir that boots the imaging OS (frisbee_image.<host> per node)"),
-    Key("grub", "config_dir", "path", "/srv/tftp/grub",
-        "the prefix folder of GRUB's network image, where it looks for grub.cfg-01-<mac>"),
-    Key("grub", "imaging_config", "file name", "imaging-os.cfg",
-        "file in config_dir that boots the imaging OS (imaging_config.<host> per node)"),
     Key("images", "images_dir", "path", "/var/lib/imaging/images", "the image repository"),
     Key("images", "default_image", "word", "default", "image loaded when -i is not given"),
     Key("transport", "kind", "choice", "frisbee", "how images travel", choices=registry.TRANSPORT_NAMES),
@@ -328,20 +313,6 @@ KEYS: tuple[Key, ...] = (
     Key("transport", "pattern_port", "port pattern", "10000 + *", "ports of concurrent loads and saves"),
     Key("transport", "pattern_size", "int", "20", "how many concurrent sessions the patterns allow",
         low=1, high=1000),
-    Key("frisbee", "server", "word", "frisbeed", "the frisbee multicast server program"),
-    Key("frisbee", "server_options", "words", "", "extra options given to the frisbee server"),
-    Key("frisbee", "client", "word", "frisbee", "the frisbee client, run on the node"),
-    Key("frisbee", "imagezip", "word", "imagezip", "the disk compressor run on the node by save"),
-    Key("frisbee", "netcat", "word", "nc", "netcat on the node, used by save"),
-    Key("frisbee", "imagedump", "word", "imagedump",
-        "Emulab's image inspector on the server: when installed, disks are checked against the image"),
-    Key("udpcast", "sender", "word", "udp-sender", "the udpcast sender program, on the server"),
-    Key("udpcast", "receiver", "word", "udp-receiver", "the udpcast receiver, run on the node"),
-    Key("udpcast", "retries_until_drop", "int", "15",
-        "unanswered retransmissions before udp-sender drops a receiver: a dead receiver stalls the"
-        " others about that many seconds; too few drops receivers that are only slow", low=1, high=1000),
-    Key("udpcast", "sender_options", "words", "", "extra options given to udp-sender"),
-    Key("udpcast", "receiver_options", "words", "", "extra options given to udp-receiver"),
     Key("networking", "telnet_port", "int", "23", "telnet port of the imaging OS", low=1, high=65535),
     Key("networking", "telnet_timeout", SECONDS, "3", "seconds for one telnet connection attempt"),
     Key("networking", "telnet_backoff", SECONDS, "1", "base delay between telnet attempts, seconds"),
@@ -365,9 +336,39 @@ KEYS: tuple[Key, ...] = (
     Key("locks", "lock_dir", "path", "/run/lock/imaging", "folder of the per-node lock files"),
 )
 
-_KEY_INDEX: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
-_SECTIONS: dict[str, list[str]] = {section: [k.name for k in KEYS if k.section == section]
-                                    for section in dict.fromkeys(k.section for k in KEYS)}
+
+
+def keys() -> tuple[Key, ...]:
+    """Every key: the product's own (:data:`CORE_KEYS`) and each backend's, which its class declares
+    (``KEYS``: a transport's, a power driver's, a boot loader's; see :mod:`imaging.registry`), the keys of
+    one section together, in the order their sections first appear."""
+    found = [*CORE_KEYS, *(k for backend in registry.BACKENDS for k in registry.resolve(backend.target).KEYS)]
+    sections = list(dict.fromkeys(k.section for k in found))
+    return tuple(sorted(found, key=lambda k: sections.index(k.section)))  # stable: a section keeps its order
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The keys a configuration may hold, indexed."""
+
+    keys: tuple[Key, ...]
+
+    @classmethod
+    def every(cls) -> Schema:
+        """The schema of :func:`keys`."""
+        return cls(keys())
+
+    @property
+    def index(self) -> dict[tuple[str, str], Key]:
+        """Each key by section and name."""
+        return {(k.section, k.name): k for k in self.keys}
+
+    @property
+    def sections(self) -> dict[str, list[str]]:
+        """Each section's key names."""
+        return {section: [k.name for k in self.keys if k.section == section]
+                for section in dict.fromkeys(k.section for k in self.keys)}
+
 _HOST = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a short hostname, as configparser lower-cases it
 _SECTION_LINE = re.compile(r"\[(?P<header>.+)\]")  # configparser's own
 _OPTION_LINE = re.compile(r"(?P<option>.*?)\s*[=:]")
@@ -375,7 +376,7 @@ _OPTION_LINE = re.compile(r"(?P<option>.*?)\s*[=:]")
 
 def key(section: str, name: str) -> Key:
     """The key ``[section] name``; KeyError when there is none."""
-    return _KEY_INDEX[(section, name)]
+    return Schema.every().index[(section, name)]
 
 
 @dataclass(frozen=True)
@@ -470,17 +471,17 @@ def _line_numbers(text: str) -> dict[tuple[str, str], int]:
     return numbers
 
 
-def _suggest_key(section: str, name: str) -> str:
+def _suggest_key(schema: Schema, section: str, name: str) -> str:
     """`` (did you mean bandwidth?)``, `` (it belongs in [nodes])`` or nothing."""
-    homes = [k.section for k in KEYS if k.name == name]
+    homes = [k.section for k in schema.keys if k.name == name]
     if homes:
         return f" (it belongs in {' or '.join(f'[{home}]' for home in homes)})"
-    close = difflib.get_close_matches(name, _SECTIONS[section], n=1)
+    close = difflib.get_close_matches(name, schema.sections[section], n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _suggest_section(section: str) -> str:
-    close = difflib.get_close_matches(section.strip().lower(), list(_SECTIONS), n=1)
+def _suggest_section(schema: Schema, section: str) -> str:
+    close = difflib.get_close_matches(section.strip().lower(), list(schema.sections), n=1)
     return f" (did you mean [{close[0]}]?)" if close else ""
 
 
@@ -545,8 +546,11 @@ class Config:
     """
 
     def __init__(self, settings: dict[tuple[str, str], Setting], files: list[str],
-                 server_host: str | None = None, warnings: list[str] | None = None) -> None:
+                 server_host: str | None = None, warnings: list[str] | None = None,
+                 schema: Schema | None = None) -> None:
         self._settings = settings
+        self._schema = schema or Schema.every()
+        self._index = self._schema.index
         self.files = files
         self.warnings: list[str] = list(warnings or [])
         self.server_host = server_host if server_host is not None else socket.gethostname().split(".")[0]
@@ -565,8 +569,8 @@ class Config:
                    required: Sequence[str | os.PathLike[str]] = ()) -> Config:
         """Layer the given files over the defaults; missing files are skipped
         unless they are listed in ``required``.  ConfigError on the first bad value."""
-        settings = {(k.section, k.name): Setting(k.section, k.name, _convert(k, k.default, DEFAULT_ORIGIN, k.name),
-                                                 DEFAULT_ORIGIN) for k in KEYS}
+        schema = Schema.every()
+        settings = _defaults(schema)
         must = {os.fspath(f) for f in required}
         read: list[str] = []
         warnings: list[str] = []
@@ -580,14 +584,24 @@ class Config:
             text = _read_text(path)
             parser = _parse(path, text)
             read.append(path)
-            warnings += _layer(settings, path, text, parser)
+            warnings += _layer(schema, settings, path, text, parser)
         _check_together(settings)
         for warning in warnings:
             log.warning("%s", warning)
-        return cls(settings, read, warnings=warnings)
+        return cls(settings, read, warnings=warnings, schema=schema)
+
+    @classmethod
+    def from_text(cls, text: str, origin: str = "(text)") -> Config:
+        """The defaults with ``text``, an ini file's content, over them (ConfigError as for a file):
+        for a script or a test that builds its configuration itself."""
+        schema = Schema.every()
+        settings = _defaults(schema)
+        warnings = _layer(schema, settings, origin, text, _parse(origin, text))
+        _check_together(settings)
+        return cls(settings, [], warnings=warnings, schema=schema)
 
     def _setting(self, section: str, name: str, host: str | None) -> Setting:
-        if (section, name) not in _KEY_INDEX:
+        if (section, name) not in self._index:
             raise KeyError(f"no such config key [{section}] {name}")
         for who in (host, self.server_host):
             if who:
@@ -640,12 +654,18 @@ class Config:
 
     def settings(self) -> Iterator[Setting]:
         """Every effective setting, per-host overrides included, in section order."""
-        order = {(k.section, k.name): i for i, k in enumerate(KEYS)}
+        order = {(k.section, k.name): i for i, k in enumerate(self._schema.keys)}
         yield from sorted(self._settings.values(),
                           key=lambda s: (order[(s.section, s.name.split(".")[0])], s.name))
 
 
-def _layer(settings: dict[tuple[str, str], Setting], path: str, text: str,
+def _defaults(schema: Schema) -> dict[tuple[str, str], Setting]:
+    """Every key of ``schema`` at its default."""
+    return {(k.section, k.name): Setting(k.section, k.name, _convert(k, k.default, DEFAULT_ORIGIN, k.name),
+                                         DEFAULT_ORIGIN) for k in schema.keys}
+
+
+def _layer(schema: Schema, settings: dict[tuple[str, str], Setting], path: str, text: str,
            parser: configparser.ConfigParser) -> list[str]:
     """Put the file's values over ``settings`` (ConfigError on a bad one); return its warnings."""
     lines = _line_numbers(text)
@@ -656,16 +676,16 @@ def _layer(settings: dict[tuple[str, str], Setting], path: str, text: str,
         return f"{path}:{line}" if line else path
 
     for section in parser.sections():
-        if section not in _SECTIONS:
+        if section not in schema.sections:
             warnings.append(f"{where(section, '')}: [{section}] is not a known section"
-                            f"{_suggest_section(section)}; its keys are ignored")
+                            f"{_suggest_section(schema, section)}; its keys are ignored")
             continue
         for name, raw in parser.items(section):
             base, dot, host = name.partition(".")
-            known = _KEY_INDEX.get((section, base))
+            known = schema.index.get((section, base))
             if known is None:
                 warnings.append(f"{where(section, name)}: [{section}] {name} is not a known key"
-                                f"{_suggest_key(section, base)}; ignored")
+                                f"{_suggest_key(schema, section, base)}; ignored")
                 continue
             if dot and not _HOST.fullmatch(host):
                 warnings.append(f"{where(section, name)}: [{section}] {name}: {host!r} is not a short hostname"
@@ -690,7 +710,7 @@ def sample_text() -> str:
         "# Values are not unquoted: write strings without quotes.",
     ]
     section = None
-    for key in KEYS:
+    for key in keys():
         if key.section != section:
             section = key.section
             lines += ["", f"[{section}]"]

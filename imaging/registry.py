@@ -4,7 +4,8 @@ module plus its line here.
 A line names the backend (what ``[transport] kind`` and ``--transport`` say), where its class lives
 (``module:Class``, imported only when the backend is used) and, for a transport, the image formats
 it loads: each file extension with the function that checks an image's content before any node is
-touched.  Names, extensions and the command line's choices all come from here.
+touched.  Names, extensions and the command line's choices all come from here; the config keys a
+backend reads are declared by its class (``KEYS``) and gathered by :func:`imaging.config.keys`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ BOOT: tuple[Backend, ...] = (
     Backend("grub", "imaging.boot.grub:Grub"),
 )
 BOOT_NAMES = tuple(backend.name for backend in BOOT)
+BACKENDS = TRANSPORTS + POWER + BOOT  # every backend: their classes declare their config keys (KEYS)
 
 
 def resolve(target: str) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from imaging.config import Config
 from imaging.errors import ConfigError
 from imaging.power.base import Power, PowerError, PowerOptions
 from imaging.power.credentials import Credentials, read_credentials
@@ -41,8 +42,8 @@ class Bed:
     credentials: Credentials
 
     def options(self, credentials: Credentials | None = None, port: int | None = None) -> PowerOptions:
-        return PowerOptions(timeout=TIMEOUT, default="ipmi", ipmi_port=port or self.port,
-                            credentials=credentials or self.credentials)
+        return PowerOptions(timeout=TIMEOUT, default="ipmi", credentials=credentials or self.credentials,
+                            config=Config.from_text(f"[power]\nipmi_port = {port or self.port}\n"))
 
 
 @pytest.fixture

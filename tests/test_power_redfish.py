@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from imaging.config import Config
 from imaging.errors import ConfigError
 from imaging.power.base import Power, PowerError, PowerOptions
 from imaging.power.credentials import Credentials, read_credentials
@@ -40,9 +41,9 @@ class Bed:
 
     def options(self, credentials: Credentials | None = None, url: str | None = None,
                 system: str | None = system_id("fit01")) -> PowerOptions:
-        return PowerOptions(timeout=TIMEOUT, default="redfish", redfish_url=url or self.url,
-                            redfish_systems={1: system} if system else {},
-                            credentials=credentials or self.credentials)
+        config = Config.from_text(f"[power]\nredfish_url = {url or self.url}\nredfish_system = {system or ''}\n")
+        return PowerOptions(timeout=TIMEOUT, default="redfish", credentials=credentials or self.credentials,
+                            config=config)
 
 
 @pytest.fixture

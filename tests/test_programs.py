@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.config import KEYS
+from imaging.config import keys
 from imaging_testbed import frisbee
 from imaging_testbed.programs import PROGRAMS, SEARCH_PATH
 from tests.helpers import ROOT
@@ -45,7 +45,7 @@ def listed_packages() -> set[str]:
 def product_programs() -> dict[str, str]:
     """Programs the product runs by the default of a config key, and the key (frisbee's aside)."""
     found = {}
-    for key in KEYS:
+    for key in keys():
         programs = ("sender", "receiver", "server", "client", "imagezip", "netcat", "imagedump")
         if (key.section in ("udpcast", "frisbee") and key.name in programs and key.default not in FRISBEE) \
                 or (key.section, key.name) == ("power", "ipmitool"):

@@ -10,7 +10,10 @@ the imaging OS's config, and removes it to send the node back to its disk.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ..config import Key
 
 
 class BootBackend(ABC):
@@ -19,6 +22,7 @@ class BootBackend(ABC):
     name: ClassVar[str]  # its name in imaging.registry.BOOT and [nodes] boot
     section: ClassVar[str]  # the config section of its folder (config_dir) and of the imaging OS's config
     target_key: ClassVar[str]  # the key of that section naming the imaging OS's config in config_dir
+    KEYS: ClassVar[tuple[Key, ...]] = ()  # its config keys (config_dir and target_key among them)
 
     def __eq__(self, other: object) -> bool:
         """Backends hold no state: two of one kind are the same."""

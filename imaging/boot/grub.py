@@ -8,6 +8,7 @@ IP address, then for ``grub.cfg``; the site's ``grub.cfg`` boots the disk (chain
 
 from __future__ import annotations
 
+from ..config import Key
 from .base import BootBackend
 from .pxelinux import config_name
 
@@ -16,6 +17,12 @@ class Grub(BootBackend):
     """GRUB's network image."""
 
     name = "grub"
+    KEYS = (
+        Key("grub", "config_dir", "path", "/srv/tftp/grub",
+            "the prefix folder of GRUB's network image, where it looks for grub.cfg-01-<mac>"),
+        Key("grub", "imaging_config", "file name", "imaging-os.cfg",
+            "file in config_dir that boots the imaging OS (imaging_config.<host> per node)"),
+    )
     section = "grub"
     target_key = "imaging_config"
 

@@ -5,6 +5,7 @@ pxelinux asks for ``01-<mac>`` first (only lower case), then falls back to ``def
 
 from __future__ import annotations
 
+from ..config import Key
 from .base import BootBackend
 
 
@@ -17,6 +18,12 @@ class Pxelinux(BootBackend):
     """Syslinux's network loader."""
 
     name = "pxelinux"
+    KEYS = (
+        Key("pxelinux", "config_dir", "path", "/tftpboot/pxelinux.cfg",
+            "where pxelinux looks for the per-MAC files 01-<mac>"),
+        Key("pxelinux", "frisbee_image", "file name", "pxefrisbee",
+            "file in config_dir that boots the imaging OS (frisbee_image.<host> per node)"),
+    )
     section = "pxelinux"
     target_key = "frisbee_image"
 

@@ -73,14 +73,7 @@ def power_options(config: Config, nodes: Sequence[Node]) -> PowerOptions:
         for node in login:
             credentials.login(node.hostname)
     return PowerOptions(timeout=config.get_float("nodes", "cmc_timeout"), drivers=drivers,
-                        default=config.get_str("nodes", "power"), cmc_port=config.get_int("nodes", "cmc_port"),
-                        ipmi_port=config.get_int("power", "ipmi_port"), ipmitool=config.get_str("power", "ipmitool"),
-                        ipmi_cipher=config.get_int("power", "ipmi_cipher"),
-                        redfish_url=config.get_str("power", "redfish_url"),
-                        redfish_verify=config.get_str("power", "redfish_verify") == "yes",
-                        redfish_systems={n.number: config.get_str("power", "redfish_system", host=n.hostname)
-                                         for n in nodes if drivers[n.number] == "redfish"},
-                        credentials=credentials)
+                        default=config.get_str("nodes", "power"), credentials=credentials, config=config)
 
 
 def power_settings(config: Config, nodes: Sequence[Node], timeout: float | None,

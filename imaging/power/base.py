@@ -19,9 +19,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from .. import registry
+from ..config import Config
 from ..errors import NodeFailure
 
 if TYPE_CHECKING:
+    from ..config import Key
     from ..inventory import Node
     from .credentials import Credentials
 
@@ -41,14 +43,8 @@ class PowerOptions:
     timeout: float  # seconds for one request
     drivers: Mapping[int, str] = field(default_factory=dict)  # node number -> driver name (others: default)
     default: str = "cmc"
-    cmc_port: int = 80
-    ipmi_port: int = 623
-    ipmitool: str = "ipmitool"
-    ipmi_cipher: int = 3
-    redfish_url: str = "https://{ip}"  # a BMC's Redfish service; {ip}: the node's management address
-    redfish_verify: bool = True  # check the BMCs' TLS certificates
-    redfish_systems: Mapping[int, str] = field(default_factory=dict)  # node number -> its Redfish system id
     credentials: Credentials | None = None  # the BMCs' logins (ipmi, redfish), never logged
+    config: Config = field(default_factory=lambda: Config.from_text(""))  # where each driver reads its KEYS
 
     def driver_of(self, node: Node) -> str:
         """The name of the driver of ``node``."""
@@ -61,6 +57,7 @@ class PowerDriver(ABC):
     name: ClassVar[str]
     label: ClassVar[str]  # how messages name the controller: "CMC", "BMC (ipmi)"
     needs_login: ClassVar[bool] = False  # it logs in with [power] credentials
+    KEYS: ClassVar[tuple[Key, ...]] = ()  # its config keys, read from PowerOptions.config
 
     def __init__(self, options: PowerOptions) -> None:
         self.options = options

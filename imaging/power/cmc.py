@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..config import Key
 from .base import PowerDriver, PowerError
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ class Cmc(PowerDriver):
     """Talks to the cards of many nodes through one HTTP session."""
 
     name = "cmc"
+    KEYS = (
+        Key("nodes", "cmc_port", "int", "80", "TCP port of the CMCs' HTTP service", low=1, high=65535),
+    )
     label = "CMC"
     _session: aiohttp.ClientSession | None = None
 
@@ -46,7 +50,7 @@ class Cmc(PowerDriver):
         import aiohttp
         assert self._session is not None, "open the driver first"
         timeout = self.options.timeout
-        url = f"http://{node.cmc.ip}:{self.options.cmc_port}/{verb}"
+        url = f"http://{node.cmc.ip}:{self.options.config.get_int('nodes', 'cmc_port', host=node.hostname)}/{verb}"
         try:
             async with asyncio.timeout(timeout + 0.5), self._session.get(url) as response:
                 body = (await response.text(errors="replace")).strip()

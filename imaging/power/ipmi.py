@@ -18,6 +18,7 @@ import os
 import subprocess
 from typing import TYPE_CHECKING
 
+from ..config import Key
 from ..errors import ConfigError
 from .base import PowerDriver, PowerError
 
@@ -36,15 +37,22 @@ class Ipmi(PowerDriver):
     """Runs ``ipmitool`` once per verb and node."""
 
     name = "ipmi"
+    KEYS = (
+        Key("power", "ipmitool", "word", "ipmitool", "the IPMI client the ipmi driver runs"),
+        Key("power", "ipmi_port", "int", "623", "UDP port of the BMCs' IPMI service", low=1, high=65535),
+        Key("power", "ipmi_cipher", "int", "3", "IPMI 2.0 cipher suite (ipmitool -C)", low=0, high=17),
+    )
     label = "BMC (ipmi)"
     needs_login = True
 
     def argv(self, node: Node, verb: str, user: str) -> list[str]:
         """The ``ipmitool`` command line of one verb (the password goes by the environment)."""
         wait = max(1, int(self.options.timeout / 2))  # ipmitool's own timeout, in whole seconds, and 1 retry
-        return [self.options.ipmitool, "-v", "-I", "lanplus", "-C", str(self.options.ipmi_cipher),
-                "-H", node.cmc.ip, "-p", str(self.options.ipmi_port), "-U", user, "-E", "-N", str(wait), "-R", "1",
-                *COMMANDS[verb]]
+        config, host = self.options.config, node.hostname
+        return [config.get_str("power", "ipmitool"), "-v", "-I", "lanplus",
+                "-C", str(config.get_int("power", "ipmi_cipher", host=host)), "-H", node.cmc.ip,
+                "-p", str(config.get_int("power", "ipmi_port", host=host)), "-U", user, "-E", "-N", str(wait),
+                "-R", "1", *COMMANDS[verb]]
 
     async def _ipmitool(self, node: Node, verb: str) -> str:
         """Run the ipmitool command of ``verb`` (a key of :data:`COMMANDS`); its output, or PowerError."""
@@ -57,8 +65,9 @@ class Ipmi(PowerDriver):
                 *self.argv(node, verb, login.user), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env={**os.environ, "IPMI_PASSWORD": login.password})
         except OSError as exc:
-            raise ConfigError(f"cannot run {self.options.ipmitool} ({exc.strerror}): install ipmitool,"
-                              " or set [power] ipmitool") from None
+            program = self.options.config.get_str("power", "ipmitool")
+            raise ConfigError(f"cannot run {program} ({exc.strerror}): install ipmitool, or set [power] ipmitool"
+                              ) from None
         try:
             async with asyncio.timeout(timeout):  # before the command's own deadline, which adds half a second
                 out, err = await process.communicate()

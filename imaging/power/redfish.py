@@ -17,6 +17,7 @@ import base64
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..config import Key
 from ..errors import ConfigError
 from .base import PowerDriver, PowerError
 
@@ -42,6 +43,14 @@ class Redfish(PowerDriver):
     """Talks to the Redfish services of many nodes through one HTTP session."""
 
     name = "redfish"
+    KEYS = (
+        Key("power", "redfish_url", "redfish url", "https://{ip}",
+            "a BMC's Redfish service, {ip} standing for the node's management (cmc) address"),
+        Key("power", "redfish_verify", "choice", "yes", "check the BMCs' TLS certificates (no: self-signed ones)",
+            choices=("yes", "no")),
+        Key("power", "redfish_system", "word or empty", "",
+            "the node's Redfish system id (redfish_system.<host> per node); empty: the first the BMC lists"),
+    )
     label = "BMC (redfish)"
     needs_login = True
     _session: aiohttp.ClientSession | None = None
@@ -52,7 +61,8 @@ class Redfish(PowerDriver):
         timeout = self.options.timeout
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout, connect=timeout),
-            connector=aiohttp.TCPConnector(limit=0, force_close=True, ssl=self.options.redfish_verify))
+            connector=aiohttp.TCPConnector(limit=0, force_close=True,
+                                           ssl=self.options.config.get_str("power", "redfish_verify") == "yes"))
         self._systems: dict[int, str] = {}
 
     async def close(self) -> None:
@@ -69,7 +79,8 @@ class Redfish(PowerDriver):
         if self.options.credentials is None:
             raise ConfigError("the redfish power driver needs the BMCs' logins: set [power] credentials")
         login = self.options.credentials.login(node.hostname)
-        url = self.options.redfish_url.replace("{ip}", node.cmc.ip).rstrip("/") + path
+        base = self.options.config.get_str("power", "redfish_url", host=node.hostname)
+        url = base.replace("{ip}", node.cmc.ip).rstrip("/") + path
         timeout = self.options.timeout
         try:
             async with asyncio.timeout(timeout + 0.5), self._session.request(
@@ -97,7 +108,7 @@ class Redfish(PowerDriver):
         """The path of the node's system: configured, else the first the service lists."""
         if node.number in self._systems:
             return self._systems[node.number]
-        configured = self.options.redfish_systems.get(node.number, "")
+        configured = self.options.config.get_str("power", "redfish_system", host=node.hostname)
         if configured:
             path = f"{SYSTEMS}/{configured}"
         else:

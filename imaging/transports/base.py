@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..config import Config, Key
     from ..disklayout import Layout
     from ..partclone import Steps
 
@@ -82,6 +82,7 @@ class Transport(ABC):
     """One way of moving images between the server and the nodes."""
 
     name: ClassVar[str]  # its name in imaging.registry.TRANSPORTS, whose line also gives the formats it loads
+    KEYS: ClassVar[tuple[Key, ...]] = ()  # its config keys, read by from_config
     save_extension: ClassVar[str]  # what imaging-save writes
     raw_extension: ClassVar[str | None] = None  # what imaging-save --raw writes (None: no such format)
     layout_extensions: ClassVar[tuple[str, ...]] = ()  # images that record a disk layout (file-system-aware)

@@ -35,7 +35,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, Key
 from ..disklayout import Layout
 from ..imagecheck import check_ndz
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
@@ -133,6 +133,15 @@ class Frisbee(Transport):
     imagedump: str = "imagedump"
 
     name = "frisbee"
+    KEYS = (
+        Key("frisbee", "server", "word", "frisbeed", "the frisbee multicast server program"),
+        Key("frisbee", "server_options", "words", "", "extra options given to the frisbee server"),
+        Key("frisbee", "client", "word", "frisbee", "the frisbee client, run on the node"),
+        Key("frisbee", "imagezip", "word", "imagezip", "the disk compressor run on the node by save"),
+        Key("frisbee", "netcat", "word", "nc", "netcat on the node, used by save"),
+        Key("frisbee", "imagedump", "word", "imagedump",
+            "Emulab's image inspector on the server: when installed, disks are checked against the image"),
+    )
     save_extension = ".ndz"
     raw_extension = ".ndz"  # imagezip -r: the same format, every sector in it
 

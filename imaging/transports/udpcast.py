@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import partclone
-from ..config import Config
+from ..config import Config, Key
 from ..disklayout import Layout, read_layout
 from ..imagecheck import check_zstd
 from .base import Channel, Progress, ProgressParser, SendPlan, Transport, pipeline
@@ -141,6 +141,15 @@ class Udpcast(Transport):
     retries_until_drop: int = 15
 
     name = "udpcast"
+    KEYS = (
+        Key("udpcast", "sender", "word", "udp-sender", "the udpcast sender program, on the server"),
+        Key("udpcast", "receiver", "word", "udp-receiver", "the udpcast receiver, run on the node"),
+        Key("udpcast", "retries_until_drop", "int", "15",
+            "unanswered retransmissions before udp-sender drops a receiver: a dead receiver stalls the"
+            " others about that many seconds; too few drops receivers that are only slow", low=1, high=1000),
+        Key("udpcast", "sender_options", "words", "", "extra options given to udp-sender"),
+        Key("udpcast", "receiver_options", "words", "", "extra options given to udp-receiver"),
+    )
     save_extension = LAYOUT_EXTENSION
     raw_extension = ".img.zst"
     layout_extensions = (LAYOUT_EXTENSION,)
