@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from .. import registry
 from ..boot.base import BootBackend
@@ -15,7 +16,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..images import Image
 from ..inventory import Inventory, Node
-from ..jobs.imagingos import BootSettings
+from ..jobs.imagingos import BootSettings, NodeJobPlan
 from ..jobs.load import LoadPlan
 from ..jobs.power import PowerSettings
 from ..jobs.save import SavePlan, stamp_command, stamp_line
@@ -104,23 +105,38 @@ def guess_server_ip(config: Config, inventory: Inventory) -> str:
                               " set [transport] server_ip") from None
 
 
+def node_job_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], transport: Transport, *,
+                  timeout: float | None, default_timeout: str, reset_after: bool, lock_wait: float) -> NodeJobPlan:
+    """What a load and a save both take from the config and the command line (``default_timeout``: the
+    ``[nodes]`` key of the job's deadline when ``timeout`` is None)."""
+    return NodeJobPlan(
+        nodes=nodes, transport=transport, server_ip=guess_server_ip(config, inventory),
+        disk={n.number: config.get_str("nodes", "hard_drive", host=n.hostname) for n in nodes},
+        timeout=timeout if timeout is not None else config.get_float("nodes", default_timeout),
+        reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
+        pattern_port=config.get_str("transport", "pattern_port"),
+        pattern_size=config.get_int("transport", "pattern_size"),
+        lock_dir=config.get_path("locks", "lock_dir"), lock_wait=lock_wait)
+
+
+def _fields(plan: NodeJobPlan) -> dict[str, Any]:
+    """The fields of ``plan``, to build a job's own plan on it (not copied: asdict would turn the
+    nested settings into dicts)."""
+    return {f.name: getattr(plan, f.name) for f in fields(plan)}
+
+
 def load_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], image: Image, transport: Transport,
               *, bandwidth: int | None, timeout: float | None, reset_after: bool, lock_wait: float) -> LoadPlan:
     """Everything a load needs, from the config and the command line."""
-    hosts = {node.number: node.hostname for node in nodes}
     stamp = time.strftime("%Y-%m-%d@%H-%M-%S")
+    common = node_job_plan(config, inventory, nodes, transport, timeout=timeout, default_timeout="load_timeout",
+                           reset_after=reset_after, lock_wait=lock_wait)
     return LoadPlan(
-        nodes=nodes, image=image, transport=transport, server_ip=guess_server_ip(config, inventory),
-        bandwidth={n: bandwidth or config.get_int("nodes", "bandwidth", host=h) for n, h in hosts.items()},
-        disk={n: config.get_str("nodes", "hard_drive", host=h) for n, h in hosts.items()},
-        timeout=timeout if timeout is not None else config.get_float("nodes", "load_timeout"),
-        reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
+        **_fields(common), image=image,
+        bandwidth={n.number: bandwidth or config.get_int("nodes", "bandwidth", host=n.hostname) for n in nodes},
         stall_timeout=config.get_float("nodes", "stall_timeout"),
         pattern_multicast=config.get_str("transport", "pattern_multicast"),
-        pattern_port=config.get_str("transport", "pattern_port"),
-        pattern_size=config.get_int("transport", "pattern_size"),
-        lock_dir=config.get_path("locks", "lock_dir"),
-        log_dir=config.get_path("logging", "transport_logs") / stamp, lock_wait=lock_wait)
+        log_dir=config.get_path("logging", "transport_logs") / stamp)
 
 
 def next_boot(config: Config, nodes: Sequence[Node]) -> NextBoot:
@@ -145,14 +161,9 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
         stamps[node.number] = None if partition.lower() in ("", "none") else stamp_command(
             partition, config.get_str("nodes", "mount_point", host=node.hostname),
             stamp_line(node.hostname, radical, user, comment))
-    return SavePlan(
-        nodes=nodes, targets=targets, transport=transport, server_ip=guess_server_ip(config, inventory),
-        disk={n.number: config.get_str("nodes", "hard_drive", host=n.hostname) for n in nodes},
-        timeout=timeout if timeout is not None else config.get_float("nodes", "save_timeout"),
-        reset_after=reset_after, power=power_options(config, nodes), boot=boot_settings(config),
-        pattern_port=config.get_str("transport", "pattern_port"),
-        pattern_size=config.get_int("transport", "pattern_size"),
-        lock_dir=config.get_path("locks", "lock_dir"), stamp=stamps, lock_wait=lock_wait, raw=raw, force=force)
+    common = node_job_plan(config, inventory, nodes, transport, timeout=timeout, default_timeout="save_timeout",
+                           reset_after=reset_after, lock_wait=lock_wait)
+    return SavePlan(**_fields(common), targets=targets, stamp=stamps, raw=raw, force=force)
 
 
 def lease_settings(config: Config) -> LeaseSettings:

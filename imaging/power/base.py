@@ -87,10 +87,15 @@ class Power:
         self._drivers: dict[str, PowerDriver] = {}
 
     async def __aenter__(self) -> Power:
-        for name in sorted({self.options.default, *self.options.drivers.values()}):
-            driver = cast(type[PowerDriver], registry.resolve(registry.power(name).target))(self.options)
-            await driver.open()
-            self._drivers[name] = driver
+        """Open each driver the nodes use; when one cannot open, those already open are closed again."""
+        try:
+            for name in sorted({self.options.default, *self.options.drivers.values()}):
+                driver = cast(type[PowerDriver], registry.resolve(registry.power(name).target))(self.options)
+                await driver.open()
+                self._drivers[name] = driver
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
