@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ from tests.testbed.conftest import Testbed
 from tests.testbed.product import BIN, product
 from tests.testbed.vms import TIMEOUT, default_image_of, disk_starts_with, no_links, vm_testbed
 
+STALL_TIMEOUT = 12  # [nodes] stall_timeout of the load that kills a machine (the VMs' profile says 30)
 # what the file-system-aware images run on a node, each asked its version in the imaging OS
 VERSIONS = {"partclone.ext4 -v": "Partclone", "partclone.ext3 -v": "Partclone", "partclone.vfat -v": "Partclone",
             "partclone.fat -v": "Partclone", "partclone.dd -v": "Partclone", "sfdisk --version": "util-linux",
@@ -117,13 +119,16 @@ def test_frisbee_save_and_load_on_the_others(vms: Testbed, default_image: TestIm
     print("VM frisbee timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
 
 
-def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image: TestImage) -> None:
+def test_small_disk_and_machine_killed_mid_transfer(vms: Testbed, default_image: TestImage,
+                                                     tmp_path: Path) -> None:
     vms.fault(3, "disk=small:8")  # from its next power-on
     assert vms.cmc(3, "off").stdout.strip() == "ok"
     assert vms.cmc(3, "on").stdout.strip() == "ok"
     assert vms.disk(3).stat().st_size == 8 << 20
+    extra = tmp_path / "stall.conf"  # a machine killed mid-transfer is told by its lack of progress: sooner
+    extra.write_text(f"[nodes]\nstall_timeout = {STALL_TIMEOUT}\n")
     started = time.monotonic()
-    process = vms.popen(str(BIN / "imaging-load"), "--json", "-a", "-t", TIMEOUT)
+    process = vms.popen(str(BIN / "imaging-load"), "--json", "-a", "-t", TIMEOUT, "--config", str(extra))
     assert process.stdout is not None
     killed = False
     for line in process.stdout:
