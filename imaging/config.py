@@ -205,6 +205,21 @@ def _url(key: Key, text: str) -> str:
     return text
 
 
+def split_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) as its host and port; ValueError when it is not one."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535 \
+            or not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise ValueError(text)
+    return host, int(port)
+
+
+def _listen(key: Key, text: str) -> str:
+    split_listen(text)
+    return text
+
+
 def _redfish_url(key: Key, text: str) -> str:
     parts = urlsplit(text.replace("{ip}", "192.0.2.1"))
     _ = parts.port  # ValueError when the port is not one
@@ -264,6 +279,7 @@ KINDS: dict[str, tuple[str, Callable[[Key, str], Value]]] = {
     "ipv4": ("an IPv4 address of this server, or empty", _ipv4),
     "url": ("an http:// or https:// URL, or empty", _url),
     "redfish url": ("an http:// or https:// URL whose host is {ip}", _redfish_url),
+    "listen": ("an address and a port, e.g. 127.0.0.1:8090", _listen),
     "word or empty": ("one word without spaces, not starting with '-', or empty", _word_or_empty),
     "words": ("options that split into words as a shell would", _words),
     "logins": ("comma-separated logins, without spaces", _logins),
@@ -334,6 +350,11 @@ CORE_KEYS: tuple[Key, ...] = (
         choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     Key("logging", "transport_logs", "path", "imaging-logs", "folder for per-node transport logs"),
     Key("locks", "lock_dir", "path", "/run/lock/imaging", "folder of the per-node lock files"),
+    Key("monitor", "listen", "listen", "127.0.0.1:8090",
+        "where imaging-monitor serves its page, /api/nodes, /api/events and /metrics"),
+    Key("monitor", "cycle", SECONDS, "5", "seconds between two looks at a node"),
+    Key("monitor", "probe_timeout", SECONDS, "2",
+        "seconds for each probe of a node (its power controller, its control interface, its image)"),
 )
 
 

@@ -162,6 +162,9 @@ BAD: list[tuple[str, str, str, str]] = [
     ("logging", "level", "verbose", "is not one of DEBUG, INFO, WARNING, ERROR"),
     ("logging", "transport_logs", "", "is not a path"),
     ("locks", "lock_dir", "", "is not a path"),
+    ("monitor", "listen", "localhost:0", "is not an address and a port, e.g. 127.0.0.1:8090"),
+    ("monitor", "cycle", "0", "is not a number of seconds"),
+    ("monitor", "probe_timeout", "-1", "is not a number of seconds"),
 ]
 
 
@@ -193,6 +196,8 @@ def test_item4_bad_value_names_file_line_section_key_value(tmp_path: Path, secti
     ("leases", "privileged", "root, admin,", "root, admin,"), ("leases", "slices", "a:b, c:d", "a:b, c:d"),
     ("leases", "file", "~/leases.json", Path("~/leases.json").expanduser()),
     ("udpcast", "sender_options", '--log "/tmp/my log"', '--log "/tmp/my log"'),
+    ("monitor", "listen", "0.0.0.0:80", "0.0.0.0:80"), ("monitor", "listen", "[::1]:8090", "[::1]:8090"),
+    ("monitor", "listen", "monitor.r2lab.inria.fr:65535", "monitor.r2lab.inria.fr:65535"),
 ])
 def test_item4_values_within_range_are_taken(tmp_path: Path, section: str, name: str, value: str,
                                              expected: object) -> None:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "share": ("imaging.cli.share", "move a save into the image repository"),
     "leases": ("imaging.cli.leases", "show the leases and whether you may act on the nodes now"),
     "config": ("imaging.cli.config", "print the effective configuration and where each value comes from"),
+    "monitor": ("imaging.cli.monitor", "every node's power, OS and image, live: a web page, JSON, Prometheus"),
     "testbed": ("imaging_testbed.cli", "run the emulated testbed shipped with the product"),
 }
 MAIN_NAMES = ("imaging-main", "imaging", "__main__")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +21,7 @@ from ..jobs.load import LoadPlan
 from ..jobs.power import PowerSettings
 from ..jobs.save import SavePlan, stamp_command, stamp_line
 from ..leases import LeaseSettings, parse_slices
+from ..monitor.probe import ProbeSettings
 from ..power.base import PowerDriver, PowerOptions
 from ..power.credentials import read_credentials
 from ..power.reset import ResetSettings
@@ -43,6 +44,13 @@ def ssh_settings(config: Config, user: str | None = None) -> SshSettings:
                        port=config.get_int("networking", "ssh_port"),
                        connect_timeout=config.get_float("networking", "ssh_timeout"),
                        backoff=config.get_float("networking", "ssh_backoff"))
+
+
+def probe_settings(config: Config) -> ProbeSettings:
+    """How the monitor looks at a node."""
+    timeout = config.get_float("monitor", "probe_timeout")
+    return ProbeSettings(timeout=timeout, ssh=replace(ssh_settings(config), connect_timeout=timeout),
+                         telnet_port=config.get_int("networking", "telnet_port"))
 
 
 def reset_settings(config: Config) -> ResetSettings:

@@ -1,0 +1,136 @@
+"""``imaging-monitor`` on the emulated testbed: what it sees follows the nodes (power off and on, a black-holed
+card), a slow node delays no other, and it serves JSON, server-sent events, Prometheus metrics and its page;
+SIGTERM ends it cleanly.  Everything it talks to is real: the cards, the nodes' sshd (dropbear) and telnetd."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.testbed.conftest import NODES, Testbed
+from tests.testbed.product import BIN, product
+
+CYCLE = "0.5"
+PORT = 18090  # in the testbed's server namespace, where nothing else listens
+
+
+@pytest.fixture
+def bed(testbed: Testbed) -> Iterator[Testbed]:
+    """The session testbed, its nodes put back to health and ssh afterwards."""
+    yield testbed
+    for number in range(1, NODES + 1):
+        testbed.fault(number, "clear")
+    for number in range(1, NODES + 1):
+        if testbed.status()[testbed.node(number).name].stage != "ssh":
+            testbed.boot(number, imaging_os=False)
+
+
+@pytest.fixture
+def monitor(bed: Testbed) -> Iterator[subprocess.Popen[str]]:
+    """``imaging-monitor -a`` serving on the server's loopback, a look at each node every half second;
+    stopped by SIGTERM at the end, which it must take as a clean exit."""
+    process = bed.popen(str(BIN / "imaging-monitor"), "-a", "--cycle", CYCLE, "--listen", f"127.0.0.1:{PORT}")
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "serving http://127.0.0.1:" in line, line + (process.stderr.read() if process.stderr else "")
+    yield process
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0, process.stderr.read() if process.stderr else ""
+
+
+def get(bed: Testbed, path: str) -> str:
+    """``curl`` the monitor in the server namespace."""
+    done = bed.run("curl", "-sS", "-m", "5", f"http://127.0.0.1:{PORT}{path}")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def nodes(bed: Testbed) -> dict[str, dict[str, Any]]:
+    """``/api/nodes`` by hostname."""
+    return {node["hostname"]: node for node in json.loads(get(bed, "/api/nodes"))}
+
+
+def until(bed: Testbed, check: Callable[[dict[str, dict[str, Any]]], bool], what: str,
+          timeout: float = 15.0) -> dict[str, dict[str, Any]]:
+    """Poll ``/api/nodes`` until ``check`` holds; the nodes then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = nodes(bed)
+        if check(seen):
+            return seen
+        assert time.monotonic() < deadline, f"{what} not seen within {timeout} s: {seen}"
+        time.sleep(0.1)
+
+
+def test_once_is_one_snapshot_of_every_node(bed: Testbed) -> None:
+    run = product(bed, "monitor", "-a", "--once")
+    assert run.code == 0, run.err
+    seen = {node["hostname"]: node for node in json.loads(run.out)}
+    assert sorted(seen) == [f"fit0{n}" for n in range(1, NODES + 1)]
+    for number in range(1, NODES + 1):
+        node = seen[f"fit0{number}"]
+        identity = bed.ssh(number, "tail -n 1 /etc/imaging-image").stdout.strip()
+        assert (node["power"], node["os"], node["image"]) == ("on", "ssh", identity) and identity
+        assert set(node["latency"]) == {"power", "control", "image"}
+
+
+def test_states_follow_power_and_the_events_tell_each_change(bed: Testbed, monitor: subprocess.Popen[str]) -> None:
+    until(bed, lambda seen: all(n["os"] == "ssh" and n["image"] for n in seen.values()), "every node's image")
+    events = bed.popen("curl", "-sS", "-N", "-m", "20", f"http://127.0.0.1:{PORT}/api/events")
+    assert events.stdout is not None
+    assert events.stdout.readline().strip() == "event: snapshot"
+    assert len(json.loads(events.stdout.readline().removeprefix("data: "))) == NODES
+    assert bed.cmc(3, "off").stdout.strip() == "ok"
+    until(bed, lambda seen: (seen["fit03"]["power"], seen["fit03"]["os"]) == ("off", "none"), "fit03 off")
+    assert bed.cmc(3, "on").stdout.strip() == "ok"
+    until(bed, lambda seen: (seen["fit03"]["power"], seen["fit03"]["os"]) == ("on", "ssh"), "fit03 back on ssh")
+    changes: list[tuple[Any, ...]] = []
+    for line in events.stdout:  # the stream said each change of fit03, in order, as it came
+        if line.startswith("data: "):
+            node = json.loads(line.removeprefix("data: "))
+            if node["hostname"] == "fit03":
+                changes.append((node["power"], node["os"]))
+        if ("off", "none") in changes and changes[-1] == ("on", "ssh"):
+            break
+    events.kill()
+    assert changes[changes.index(("off", "none")) + 1:][-1] == ("on", "ssh"), changes
+    assert all(node["os"] == "ssh" for name, node in nodes(bed).items() if name != "fit03")
+
+
+def test_a_black_holed_card_is_unreachable_and_delays_no_other(bed: Testbed,
+                                                               monitor: subprocess.Popen[str]) -> None:
+    until(bed, lambda seen: all(n["power"] == "on" for n in seen.values()), "every node on")
+    bed.fault(2, "cmc=blackhole")
+    seen = until(bed, lambda seen: seen["fit02"]["power"] == "unreachable", "fit02 unreachable")
+    assert seen["fit02"]["detail"] == "no answer within 2s" and seen["fit02"]["os"] == "ssh"
+    # while fit02's every probe waits 2 s for its card, the others are looked at every half second
+    before = {name: node["updated"] for name, node in seen.items()}
+    time.sleep(1.6)
+    after = nodes(bed)
+    for name in ("fit01", "fit03", "fit04"):
+        assert after[name]["updated"] - before[name] >= 1.0, (name, before[name], after[name]["updated"])
+        assert after[name]["power"] == "on"
+    metrics = get(bed, "/metrics")
+    assert 'imaging_node_controller_reachable{node="fit02"} 0.0' in metrics
+    assert 'imaging_node_controller_reachable{node="fit01"} 1.0' in metrics
+    assert 'imaging_node_os_up{node="fit02",os="ssh"} 1.0' in metrics
+    assert re.search(r'imaging_probe_latency_seconds\{node="fit02",probe="power"\} 2\.\d+', metrics), metrics
+    bed.fault(2, "clear")
+    until(bed, lambda seen: seen["fit02"]["power"] == "on", "fit02's card back")
+
+
+def test_the_page_and_a_port_taken(bed: Testbed, monitor: subprocess.Popen[str]) -> None:
+    page = get(bed, "/")
+    assert page.startswith("<!doctype html>") and 'new EventSource("api/events")' in page
+    assert "http://" not in page and "https://" not in page, "the page fetches nothing from elsewhere"
+    taken = product(bed, "monitor", "-a", "--listen", f"127.0.0.1:{PORT}")
+    assert taken.code == 2
+    assert taken.err.strip() == (f"imaging-monitor: error: cannot listen on 127.0.0.1:{PORT} (Address already in"
+                                 " use): choose another with --listen or [monitor] listen")
