@@ -49,7 +49,7 @@ frisbee: system-packages $(INSTALLED)
 	$(BIN)/python -m imaging_testbed.frisbee
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check imaging tests bench inventory bin
+	$(BIN)/ruff check imaging imaging_testbed tests bench inventory bin
 	$(BIN)/mypy --strict imaging imaging_testbed
 
 test: system-packages vm-packages $(INSTALLED) frisbee lint

@@ -10,6 +10,7 @@ import shlex
 import sys
 from collections.abc import Callable, Coroutine
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ImagingError, SelectorError
@@ -179,23 +180,36 @@ def replayed_options(args: argparse.Namespace, **given: str) -> list[str]:
 
 
 def run_node_job(prog: str, nodes: list[Node], job: Callable[[JobState, Emit], Coroutine[Any, Any, list[NodeResult]]],
-                 state: JobState, timeout: float, args: argparse.Namespace, retry_options: list[str]) -> int:
-    """Run a load or a save with its display; whatever ends it, undo what it holds
-    (``state.cleanup()``, synchronously), print the summary with the line that
-    retries the failed nodes, and return the exit code (0 only if every node succeeded)."""
+                 state: JobState, timeout: float, args: argparse.Namespace, retry_options: list[str],
+                 lock_dir: Path) -> int:
+    """Run a load or a save with its display, published on the job board under ``lock_dir`` for the
+    monitor; whatever ends it, undo what it holds (``state.cleanup()``, synchronously), print the summary
+    with the line that retries the failed nodes, and return the exit code (0 only if every node succeeded)."""
+    from ..events import Event
+    from ..jobboard import JobBoard
     from ..jobs.runner import Interrupted, run_job
+    from ..leases import current_login
     from ..selector import format_ranges
     from .display import make_display
 
-    display = make_display([n.hostname for n in nodes], as_json=args.json, table=getattr(args, "curses", False))
+    hostnames = [n.hostname for n in nodes]
+    display = make_display(hostnames, as_json=args.json, table=getattr(args, "curses", False))
+    board = JobBoard.start(lock_dir, args.command, current_login(), hostnames)
+
+    def emit(event: Event) -> None:
+        display.event(event)
+        board.event(event)
+
     try:
         with display:  # the whole command gets the deadline, lock waits included, plus its cleanup
-            results = run_job(job(state, display.event), state.cleanup, timeout + CLEANUP_GRACE)
+            results = run_job(job(state, emit), state.cleanup, timeout + CLEANUP_GRACE)
         code = 0 if all(r.ok for r in results) else 1
     except Interrupted as exc:
         results, code = state.unfinished(nodes, exc.message), exc.exit_code
     except TimeoutError:
         results, code = state.unfinished(nodes, f"timeout after {timeout:g}s"), 1
+    finally:
+        board.close()
     failed = [r.node.number for r in results if not r.ok]
     retry = shlex.join([prog, *retry_options, format_ranges(failed)]) if failed else None
     display.summary(results, retry)

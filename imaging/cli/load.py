@@ -53,4 +53,4 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.image is None:
         options += ["-i", image.name]  # the retry loads the same image even if the default changes meanwhile
     return run_node_job(ctx.prog, nodes, lambda st, emit: load(plan, st, emit, checked=True), state, plan.timeout,
-                        args, options)
+                        args, options, plan.lock_dir)

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     power = power_options(config, nodes)
     probing = probe_settings(config)
     if args.once:
-        views = asyncio.run(snapshot(nodes, power, probing))
+        views = asyncio.run(snapshot(nodes, power, probing, config.get_path("locks", "lock_dir")))
         print(json.dumps(views, indent=1))
         return 1 if any(v["power"] == "unreachable" for v in views) else 0
     listen = args.listen or config.get_str("monitor", "listen")
@@ -42,5 +42,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except ValueError:
         raise UsageError(f"--listen {listen}: want an address and a port, e.g. 127.0.0.1:8090") from None
     cycle = args.cycle if args.cycle is not None else config.get_float("monitor", "cycle")
-    asyncio.run(serve(nodes, power, probing, cycle, host, port, ctx.prog))
+    asyncio.run(serve(nodes, power, probing, cycle, host, port, ctx.prog, config.get_path("locks", "lock_dir")))
     return 0

@@ -79,4 +79,4 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ctx.require_lease(nodes, plan.timeout)
     options = replayed_options(args)
     return run_node_job(ctx.prog, nodes, lambda st, emit: save(plan, st, emit, checked=True), state, plan.timeout,
-                        args, options)
+                        args, options, plan.lock_dir)

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -20,16 +21,17 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def snapshot(nodes: Sequence[Node], power: PowerOptions, settings: ProbeSettings) -> list[dict[str, Any]]:
+async def snapshot(nodes: Sequence[Node], power: PowerOptions, settings: ProbeSettings,
+                   lock_dir: Path | None = None) -> list[dict[str, Any]]:
     """Every node looked at once: the JSON of ``/api/nodes``."""
-    monitor = Monitor(nodes, settings, cycle=0.0)
+    monitor = Monitor(nodes, settings, cycle=0.0, lock_dir=lock_dir)
     async with Power(power) as drivers:
         await monitor.once(drivers)
     return monitor.snapshot()
 
 
 async def serve(nodes: Sequence[Node], power: PowerOptions, settings: ProbeSettings, cycle: float,
-                host: str, port: int, prog: str) -> None:
+                host: str, port: int, prog: str, lock_dir: Path | None = None) -> None:
     """Probe the nodes every ``cycle`` seconds and serve what is seen on ``host``:``port`` until SIGINT or
     SIGTERM; UsageError when the address cannot be listened on."""
     import asyncio
@@ -38,7 +40,7 @@ async def serve(nodes: Sequence[Node], power: PowerOptions, settings: ProbeSetti
 
     from .web import make_app
 
-    monitor = Monitor(nodes, settings, cycle)
+    monitor = Monitor(nodes, settings, cycle, lock_dir)
     runner = web.AppRunner(make_app(monitor), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:

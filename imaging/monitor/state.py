@@ -7,8 +7,11 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..jobboard import read_jobs
 from .probe import NodeView, ProbeSettings, probe_node
 
 if TYPE_CHECKING:
@@ -17,15 +20,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000  # changes a slow subscriber may lag behind before it is dropped
+JOBS_INTERVAL = 0.5  # seconds between two readings of the job board (a load's progress moves fast)
 
 
 class Monitor:
     """Every node's view, probed in a loop of its own every ``cycle`` seconds."""
 
-    def __init__(self, nodes: Sequence[Node], settings: ProbeSettings, cycle: float, parallel: int = 64) -> None:
+    def __init__(self, nodes: Sequence[Node], settings: ProbeSettings, cycle: float, lock_dir: Path | None = None,
+                 parallel: int = 64) -> None:
         self.nodes = list(nodes)
         self.settings = settings
         self.cycle = cycle
+        self.lock_dir = lock_dir  # where the running loads and saves publish themselves (imaging.jobboard)
         self.views = {node.number: NodeView(node.hostname, node.number) for node in self.nodes}
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._slots = asyncio.Semaphore(parallel)  # probes at once: 400 nodes do not open 400 ssh sessions
@@ -67,10 +73,21 @@ class Monitor:
             except Exception:  # a bug in a probe must not stop the monitor: the node keeps its last view
                 log.exception("%s: probe failed", node.hostname)
                 return
+        view.job = self.views[node.number].job  # the job board's, which may have moved while the probe ran
         self.update(view)
 
+    def follow_jobs(self) -> None:
+        """Give each node the load or save the job board says runs on it now (or none)."""
+        jobs = read_jobs(self.lock_dir) if self.lock_dir is not None else {}
+        for node in self.nodes:
+            view = self.views[node.number]
+            job = jobs.get(node.hostname)
+            if job != view.job:
+                self.update(replace(view, job=job))
+
     async def once(self, power: Power) -> None:
-        """One round: every node probed once, all at once."""
+        """One round: every node probed once, all at once, and the jobs running on them."""
+        self.follow_jobs()
         await asyncio.gather(*(self.probe(node, power) for node in self.nodes))
 
     async def run(self, power: Power) -> None:
@@ -84,4 +101,9 @@ class Monitor:
                 await self.probe(node, power)
                 await asyncio.sleep(max(0.0, self.cycle - (loop.time() - started)))
 
-        await asyncio.gather(*(follow(node) for node in self.nodes))
+        async def jobs() -> None:
+            while True:
+                self.follow_jobs()
+                await asyncio.sleep(min(self.cycle, JOBS_INTERVAL))
+
+        await asyncio.gather(jobs(), *(follow(node) for node in self.nodes))

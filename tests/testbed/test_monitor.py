@@ -1,15 +1,18 @@
 """``imaging-monitor`` on the emulated testbed: what it sees follows the nodes (power off and on, a black-holed
-card), a slow node delays no other, and it serves JSON, server-sent events, Prometheus metrics and its page;
-SIGTERM ends it cleanly.  Everything it talks to is real: the cards, the nodes' sshd (dropbear) and telnetd."""
+card, a load in progress on the nodes it loads), a slow node delays no other, and it serves JSON, server-sent
+events, Prometheus metrics and its page; SIGTERM ends it cleanly.  Everything it talks to is real: the cards,
+the nodes' sshd (dropbear) and telnetd, and the product's own load publishing its progress."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from tests.testbed.conftest import NODES, Testbed
 from tests.testbed.product import BIN, product
 
 CYCLE = "0.5"
+PROBE_TIMEOUT = 1  # seconds for each probe of the monitor under test
 PORT = 18090  # in the testbed's server namespace, where nothing else listens
 
 
@@ -33,10 +37,13 @@ def bed(testbed: Testbed) -> Iterator[Testbed]:
 
 
 @pytest.fixture
-def monitor(bed: Testbed) -> Iterator[subprocess.Popen[str]]:
+def monitor(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
     """``imaging-monitor -a`` serving on the server's loopback, a look at each node every half second;
     stopped by SIGTERM at the end, which it must take as a clean exit."""
-    process = bed.popen(str(BIN / "imaging-monitor"), "-a", "--cycle", CYCLE, "--listen", f"127.0.0.1:{PORT}")
+    conf = tmp_path_factory.mktemp("monitor") / "monitor.conf"
+    conf.write_text(f"[monitor]\nprobe_timeout = {PROBE_TIMEOUT}\n")
+    process = bed.popen(str(BIN / "imaging-monitor"), "-a", "--cycle", CYCLE, "--listen", f"127.0.0.1:{PORT}",
+                        "--config", str(conf))
     assert process.stdout is not None
     line = process.stdout.readline()
     assert "serving http://127.0.0.1:" in line, line + (process.stderr.read() if process.stderr else "")
@@ -109,8 +116,8 @@ def test_a_black_holed_card_is_unreachable_and_delays_no_other(bed: Testbed,
     until(bed, lambda seen: all(n["power"] == "on" for n in seen.values()), "every node on")
     bed.fault(2, "cmc=blackhole")
     seen = until(bed, lambda seen: seen["fit02"]["power"] == "unreachable", "fit02 unreachable")
-    assert seen["fit02"]["detail"] == "no answer within 2s" and seen["fit02"]["os"] == "ssh"
-    # while fit02's every probe waits 2 s for its card, the others are looked at every half second
+    assert seen["fit02"]["detail"] == f"no answer within {PROBE_TIMEOUT}s" and seen["fit02"]["os"] == "ssh"
+    # while fit02's every probe waits for its card, the others are looked at every half second
     before = {name: node["updated"] for name, node in seen.items()}
     time.sleep(1.6)
     after = nodes(bed)
@@ -121,7 +128,7 @@ def test_a_black_holed_card_is_unreachable_and_delays_no_other(bed: Testbed,
     assert 'imaging_node_controller_reachable{node="fit02"} 0.0' in metrics
     assert 'imaging_node_controller_reachable{node="fit01"} 1.0' in metrics
     assert 'imaging_node_os_up{node="fit02",os="ssh"} 1.0' in metrics
-    assert re.search(r'imaging_probe_latency_seconds\{node="fit02",probe="power"\} 2\.\d+', metrics), metrics
+    assert re.search(r'imaging_probe_latency_seconds\{node="fit02",probe="power"\} 1\.\d+', metrics), metrics
     bed.fault(2, "clear")
     until(bed, lambda seen: seen["fit02"]["power"] == "on", "fit02's card back")
 
@@ -134,3 +141,29 @@ def test_the_page_and_a_port_taken(bed: Testbed, monitor: subprocess.Popen[str])
     assert taken.code == 2
     assert taken.err.strip() == (f"imaging-monitor: error: cannot listen on 127.0.0.1:{PORT} (Address already in"
                                  " use): choose another with --listen or [monitor] listen")
+
+
+def test_a_load_shows_on_its_nodes_with_growing_percent(bed: Testbed, monitor: subprocess.Popen[str],
+                                                        tmp_path: Path) -> None:
+    until(bed, lambda seen: all(n["os"] == "ssh" for n in seen.values()), "every node on ssh")
+    image = tmp_path / "random.img"  # incompressible, and slowed: seconds of progress
+    image.write_bytes(os.urandom(16 << 20))
+    load = bed.popen(str(BIN / "imaging-load"), "-i", str(image), "-b", "40", "-t", "60", "1-2")
+    seen_percents: dict[str, list[float]] = {"fit01": [], "fit02": []}
+    deadline = time.monotonic() + 60
+    while load.poll() is None and time.monotonic() < deadline:
+        seen = nodes(bed)
+        for name, percents in seen_percents.items():
+            job = seen[name]["job"]
+            if job and job["phase"] == "receiving" and job["percent"] is not None:
+                assert (job["command"], job["user"]) == ("load", "root")
+                percents.append(job["percent"])
+        assert seen["fit03"]["job"] is None and seen["fit04"]["job"] is None, "a job on a node it does not touch"
+        time.sleep(0.1)
+    out, err = load.communicate(timeout=30)
+    assert load.returncode == 0, out + err
+    for name, percents in seen_percents.items():
+        assert len(set(percents)) >= 2 and percents == sorted(percents), (name, percents)
+    assert "imaging_node_job_percent" in get(bed, "/metrics")
+    until(bed, lambda seen: all(n["job"] is None for n in seen.values()), "the load gone from every node")
+    assert product(bed, "load", "-t", "60", "1-2").code == 0  # random bytes boot nothing: the default image back
