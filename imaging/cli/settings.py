@@ -25,7 +25,7 @@ from ..monitor.probe import ProbeSettings
 from ..power.base import PowerDriver, PowerOptions
 from ..power.credentials import read_credentials
 from ..power.reset import ResetSettings
-from ..ssh import SshSettings
+from ..ssh import SshSettings, with_keys
 from ..telnet import TelnetSettings
 from ..transports.base import Transport
 
@@ -47,10 +47,10 @@ def ssh_settings(config: Config, user: str | None = None) -> SshSettings:
 
 
 def probe_settings(config: Config) -> ProbeSettings:
-    """How the monitor looks at a node."""
+    """How the monitor looks at a node (the ssh key read once, now: UsageError when it cannot be)."""
     timeout = config.get_float("monitor", "probe_timeout")
-    return ProbeSettings(timeout=timeout, ssh=replace(ssh_settings(config), connect_timeout=timeout),
-                         telnet_port=config.get_int("networking", "telnet_port"))
+    ssh = with_keys(replace(ssh_settings(config), connect_timeout=timeout, command_timeout=timeout))
+    return ProbeSettings(timeout=timeout, ssh=ssh, telnet_port=config.get_int("networking", "telnet_port"))
 
 
 def reset_settings(config: Config) -> ResetSettings:

@@ -5,6 +5,7 @@ probe that long and nothing else."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,10 @@ async def probe_image(node: Node, settings: ProbeSettings) -> str:
     return lines[-1].strip() if code == 0 and lines else ""
 
 
-async def probe_node(node: Node, power: Power, settings: ProbeSettings, view: NodeView) -> NodeView:
-    """Look at the node once; a new view (``view``'s job kept: the monitor learns it elsewhere)."""
+async def probe_node(node: Node, power: Power, settings: ProbeSettings, view: NodeView,
+                     ssh_slots: asyncio.Semaphore | None = None) -> NodeView:
+    """Look at the node once; a new view (``view``'s job kept: the monitor learns it elsewhere).
+    ``ssh_slots`` bounds the ssh sessions open at once (the other probes are a request or a SYN)."""
     loop = asyncio.get_running_loop()
     latency: dict[str, float] = {}
     started = loop.time()
@@ -106,6 +109,8 @@ async def probe_node(node: Node, power: Power, settings: ProbeSettings, view: No
             started = loop.time()
             # an ssh session that fails once (a busy node) does not make the image unknown: it changes
             # only with a boot, and the node has been answering ssh since the last look
-            image = await probe_image(node, settings) or (view.image if view.os == "ssh" else "")
+            async with ssh_slots or contextlib.nullcontext():
+                image = await probe_image(node, settings)
+            image = image or (view.image if view.os == "ssh" else "")
             latency["image"] = loop.time() - started
     return NodeView(node.hostname, node.number, state, os_state, image, detail, view.job, latency, time.time())

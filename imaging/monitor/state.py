@@ -34,7 +34,7 @@ class Monitor:
         self.lock_dir = lock_dir  # where the running loads and saves publish themselves (imaging.jobboard)
         self.views = {node.number: NodeView(node.hostname, node.number) for node in self.nodes}
         self._subscribers: set[asyncio.Queue[str]] = set()
-        self._slots = asyncio.Semaphore(parallel)  # probes at once: 400 nodes do not open 400 ssh sessions
+        self._ssh_slots = asyncio.Semaphore(parallel)  # 400 nodes do not open 400 ssh sessions at once
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every node as JSON, in node order."""
@@ -67,12 +67,11 @@ class Monitor:
 
     async def probe(self, node: Node, power: Power) -> None:
         """Look at one node now and record it; never raises for the node's faults."""
-        async with self._slots:
-            try:
-                view = await probe_node(node, power, self.settings, self.views[node.number])
-            except Exception:  # a bug in a probe must not stop the monitor: the node keeps its last view
-                log.exception("%s: probe failed", node.hostname)
-                return
+        try:
+            view = await probe_node(node, power, self.settings, self.views[node.number], self._ssh_slots)
+        except Exception:  # a bug in a probe must not stop the monitor: the node keeps its last view
+            log.exception("%s: probe failed", node.hostname)
+            return
         view.job = self.views[node.number].job  # the job board's, which may have moved while the probe ran
         self.update(view)
 
