@@ -129,6 +129,9 @@ def dnsmasq_command(layout: Layout, router_adverts: bool = False) -> list[str]:
         # an x86-64 UEFI client (option 93: 7, or 9 as some firmware says) gets GRUB's network image
         "--dhcp-match=set:efi-x86_64,option:client-arch,7", "--dhcp-match=set:efi-x86_64,option:client-arch,9",
         f"--dhcp-boot=tag:efi-x86_64,{GRUB_NET_IMAGE}",
+        # a PXE client's offer says PXEClient (option 60): iPXE then takes it at once instead of waiting
+        # seconds for a ProxyDHCP server's offer that no one here sends
+        "--dhcp-vendorclass=set:pxe,PXEClient", "--dhcp-option-force=tag:pxe,60,PXEClient",
         "--enable-tftp", f"--tftp-root={layout.tftp_dir}",
         f"--pid-file={layout.run_dir / 'dnsmasq.pidfile'}", "--user=root",
         f"--dhcp-leasefile={layout.run_dir / 'dnsmasq.leases'}",
