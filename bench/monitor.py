@@ -9,8 +9,10 @@
 (b) the service at its default 5 s cycle for 30 s: its CPU share, and how fresh each node's view stays
     (the oldest ``updated`` of ``/api/nodes`` at the end, against cycle + probe_timeout);
 (c) R2lab's ``rhubarbe monitornodes`` on the same cards, where it can be run (a Python 3.12 virtual
-    environment with ``rhubarbe`` installed, named by ``$RHUBARBE``, e.g. ``/tmp/rh/bin/rhubarbe``): its
-    CPU share at the same cycle over the same 30 s.
+    environment with ``rhubarbe`` installed, named by ``$RHUBARBE``, e.g. ``/tmp/rh/bin/rhubarbe``, and
+    ``ping``): its CPU share at the same cycle over the same 30 s.  It reaches the cards by their
+    hostnames: for the run, the server namespace gets an ``/etc/hosts`` of its own
+    (``/etc/netns/<namespace>/hosts``, which ``ip netns exec`` mounts), removed afterwards.
 
 Needs root (network namespaces), like the testbed.  Every testbed it starts is torn down.  Run it from
 the checkout:
@@ -20,6 +22,7 @@ the checkout:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,9 +54,17 @@ def once(layout: object, argv: list[str]) -> tuple[float, list[dict[str, object]
     return seconds, json.loads(done.stdout) if done.stdout.strip().startswith("[") else []
 
 
+def no_key(layout: object) -> str:
+    """A config file for a CMC-only testbed, which has no ssh key (its nodes do not exist): the user's usual
+    keys instead; its path."""
+    path = Path(layout.directory) / "monitor.conf"  # type: ignore[attr-defined]
+    path.write_text("[networking]\nssh_key =\n")
+    return str(path)
+
+
 def full_cycle(layout: object, label: str) -> None:
     """(a): median of ``ONCE_RUNS`` full looks, after a warm-up."""
-    argv = [str(BIN / "imaging-monitor"), "-a", "--once"]
+    argv = [str(BIN / "imaging-monitor"), "-a", "--once", "--config", no_key(layout)]
     times, views = [], []
     for run in range(ONCE_RUNS + 1):
         seconds, views = once(layout, argv)
@@ -92,7 +103,8 @@ def service_share(layout: object, argv: list[str], label: str, pid_of: str | Non
 
 def freshness(layout: object) -> None:
     """(b): how old the oldest node's view is, the service running."""
-    argv = [str(BIN / "imaging-monitor"), "-a", "--cycle", str(CYCLE), "--listen", f"127.0.0.1:{PORT}"]
+    argv = [str(BIN / "imaging-monitor"), "-a", "--cycle", str(CYCLE), "--listen", f"127.0.0.1:{PORT}",
+            "--config", no_key(layout)]
     process = subprocess.Popen(in_server(layout, argv), env=product_env(layout), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -111,8 +123,9 @@ def freshness(layout: object) -> None:
 def rhubarbe(layout: object) -> None:
     """(c), where ``$RHUBARBE`` names a runnable ``rhubarbe``."""
     program = os.environ.get("RHUBARBE", "")
-    if not program or not shutil.which(program):
-        print("  rhubarbe monitornodes: not run (set $RHUBARBE to a rhubarbe command of a Python 3.12 venv)")
+    if not program or not shutil.which(program) or not shutil.which("ping"):
+        print("  rhubarbe monitornodes: not run (set $RHUBARBE to a rhubarbe command of a Python 3.12 venv;"
+              " it runs ping: iputils-ping)")
         return
     folder = Path(layout.directory) / "rhubarbe"  # type: ignore[attr-defined]
     folder.mkdir(exist_ok=True)
@@ -121,8 +134,19 @@ def rhubarbe(layout: object) -> None:
     (folder / "rhubarbe.conf").write_text(
         f"[testbed]\ninventory_nodes_path = {folder / 'nodes.yaml'}\nall_scope = 1-{NODES}\n"
         f"[monitor]\ncycle_nodes = {CYCLE:g}\n[sidecar]\nurl = ws://127.0.0.1:9/\n")
-    service_share(layout, [program, "monitornodes", "-a", "-c", str(CYCLE), "-u", "ws://127.0.0.1:9/",
-                           "--prometheus-port", "0"], "rhubarbe monitornodes", pid_of="monitornodes", cwd=folder)
+    # rhubarbe reaches a card by its hostname (reboot01): ip netns exec gives the server namespace its own
+    # /etc/hosts from /etc/netns/<name>/hosts, written for the run and removed after it
+    hosts = Path("/etc/netns") / layout.server_ns / "hosts"  # type: ignore[attr-defined]
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{node[kind]['ip']} {node[kind]['hostname']}\n"
+                                                       for node in inventory for kind in ("cmc", "control")))
+    try:
+        service_share(layout, [program, "monitornodes", "-a", "-c", str(CYCLE), "-u", "ws://127.0.0.1:9/",
+                               "--prometheus-port", "0"], "rhubarbe monitornodes", pid_of="monitornodes", cwd=folder)
+    finally:
+        shutil.rmtree(hosts.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            hosts.parent.parent.rmdir()  # /etc/netns, when nothing else is there
 
 
 def main() -> int:
@@ -144,7 +168,7 @@ def main() -> int:
                        capture_output=True, check=False, timeout=120)
         print(f"\n(b) the service, every {CYCLE:g} s")
         service_share(layout, [str(BIN / "imaging-monitor"), "-a", "--cycle", str(CYCLE), "--listen",
-                               f"127.0.0.1:{PORT}"], "imaging-monitor")
+                               f"127.0.0.1:{PORT}", "--config", no_key(layout)], "imaging-monitor")
         freshness(layout)
         print("\n(c) side by side")
         rhubarbe(layout)
