@@ -35,6 +35,7 @@ import socket
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -379,12 +380,12 @@ class Schema:
         """The schema of :func:`keys`."""
         return cls(keys())
 
-    @property
+    @cached_property
     def index(self) -> dict[tuple[str, str], Key]:
-        """Each key by section and name."""
+        """Each key by section and name (built once: every line of every file looks its key up)."""
         return {(k.section, k.name): k for k in self.keys}
 
-    @property
+    @cached_property
     def sections(self) -> dict[str, list[str]]:
         """Each section's key names."""
         return {section: [k.name for k in self.keys if k.section == section]

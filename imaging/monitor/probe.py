@@ -93,7 +93,8 @@ async def probe_image(node: Node, settings: ProbeSettings) -> str:
 
 async def probe_node(node: Node, power: Power, settings: ProbeSettings, view: NodeView,
                      ssh_slots: asyncio.Semaphore | None = None) -> NodeView:
-    """Look at the node once; a new view (``view``'s job kept: the monitor learns it elsewhere).
+    """Look at the node once; a new view, without a job (the monitor gives it the job board's).
+    ``view`` is the last one: an ssh read that fails keeps its image.
     ``ssh_slots`` bounds the ssh sessions open at once (the other probes are a request or a SYN)."""
     loop = asyncio.get_running_loop()
     latency: dict[str, float] = {}
@@ -113,4 +114,4 @@ async def probe_node(node: Node, power: Power, settings: ProbeSettings, view: No
                 image = await probe_image(node, settings)
             image = image or (view.image if view.os == "ssh" else "")
             latency["image"] = loop.time() - started
-    return NodeView(node.hostname, node.number, state, os_state, image, detail, view.job, latency, time.time())
+    return NodeView(node.hostname, node.number, state, os_state, image, detail, None, latency, time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -34,8 +35,6 @@ async def serve(nodes: Sequence[Node], power: PowerOptions, settings: ProbeSetti
                 host: str, port: int, prog: str, lock_dir: Path | None = None) -> None:
     """Probe the nodes every ``cycle`` seconds and serve what is seen on ``host``:``port`` until SIGINT or
     SIGTERM; UsageError when the address cannot be listened on."""
-    import asyncio
-
     from aiohttp import web
 
     from .web import make_app

@@ -14,13 +14,11 @@ from .metrics import CONTENT_TYPE, registry_of, render
 from .state import Monitor
 
 KEEPALIVE = 15.0  # seconds between two comments on an idle event stream (proxies close silent ones)
-MONITOR_KEY = web.AppKey("monitor", Monitor)
 
 
 def make_app(monitor: Monitor) -> web.Application:
     """The application serving ``monitor``."""
     app = web.Application()
-    app[MONITOR_KEY] = monitor
     registry = registry_of(monitor)
     page = files(__package__).joinpath("page.html").read_bytes()
 
