@@ -1,4 +1,4 @@
-# make test   create .venv, install everything (Debian packages too, as root), run ruff and pytest
+# make test   create .venv, install everything (Debian packages too, as root), run ruff, mypy and pytest
 # make demo   the same install, then an emulated testbed of 8 nodes loaded by multicast (root)
 # make demo-vm  the same, then 3 qemu VMs booting over PXE, loaded, saved (root; ~80 s under TCG)
 # make bench  the benchmarks of bench/
@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PACKAGES := $(shell grep -v '^\#' debian-packages.txt)
 VM_PACKAGES := $(shell grep -v '^\#' debian-packages-vm.txt)
+TEST_PACKAGES := $(shell grep -v '^\#' debian-packages-test.txt)
 # where the VM tier finds the Debian kernel package (unpacked by the testbed, never installed)
 KERNEL_DIR := /var/cache/imaging-testbed
 
-.PHONY: test demo demo-vm bench lint system-packages vm-packages frisbee clean
+.PHONY: test demo demo-vm bench lint system-packages vm-packages test-packages frisbee clean
 
 # apt-get install the packages given that are not installed yet
 define apt_install
@@ -52,7 +53,11 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check imaging imaging_testbed tests bench inventory bin
 	$(BIN)/mypy --strict imaging imaging_testbed
 
-test: system-packages vm-packages $(INSTALLED) frisbee lint
+# what the tests use, in one apt run: the packages of the product and testbed, of the VM tier, and a browser
+test-packages:
+	$(call apt_install,$(PACKAGES) $(VM_PACKAGES) $(TEST_PACKAGES))
+
+test: test-packages vm-packages $(INSTALLED) frisbee lint
 	$(BIN)/pytest
 
 DEMO := .demo

@@ -1,7 +1,8 @@
 """Every external program the product and its testbed run is installed by the project's own lists.
 
 The one list is :data:`imaging_testbed.programs.PROGRAMS` (what the testbed runs, the product's programs
-on the testbed's server and nodes among them) plus the programs the product's config names by default.
+on the testbed's server and nodes among them) plus the programs the product's config names by default and
+the browser the tests look at the monitor's page with (:data:`tests.testbed.browser.PROGRAMS`).
 Each must be on PATH and belong, by ``dpkg -S``, to the Debian package the list says, and that package
 must be in ``debian-packages*.txt`` or be one every Debian system has (Essential or of priority required:
 what ``debootstrap --variant=minbase`` installs).  A program the code starts to use without its package
@@ -26,6 +27,7 @@ from imaging.config import keys
 from imaging_testbed import frisbee
 from imaging_testbed.programs import PROGRAMS, SEARCH_PATH
 from tests.helpers import ROOT
+from tests.testbed.browser import PROGRAMS as BROWSER
 
 FRISBEE = {"frisbeed", "frisbee", "imagezip", "imagedump"}  # not Debian's: see the docstring
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian system (no dpkg)")
@@ -92,11 +94,11 @@ def test_the_list_is_the_code_s() -> None:
     assert {"udp-sender", "udp-receiver", "nc"} <= set(product_programs())
 
 
-@pytest.mark.parametrize("program", sorted(set(PROGRAMS) | set(product_programs())))
+@pytest.mark.parametrize("program", sorted(set(PROGRAMS) | set(product_programs()) | set(BROWSER)))
 def test_program_is_installed_by_the_lists(program: str) -> None:
     """On PATH, shipped by the package the list names, and that package installed by the Makefile."""
     path = shutil.which(program, path=SEARCH_PATH)
-    declared = PROGRAMS[program].package if program in PROGRAMS else None
+    declared = PROGRAMS[program].package if program in PROGRAMS else BROWSER.get(program)
     hint = f" (apt-get install {declared})" if declared else ""
     assert path is not None, f"{program} is not installed{hint}: add its package to debian-packages*.txt"
     package = owner(path)
