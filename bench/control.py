@@ -19,6 +19,13 @@ on a node that does not answer, side by side with naive baselines run in the sam
     per node, and when their lines reached us), the black-holed node's verdict
     and time, wall / timeout (expected ≈ 1, at most timeout + 1 s) and the exit
     code (1 expected).
+(d) ``imaging-wait -t 5`` at scale, nodes already up: on 1, 8 and 37 nodes of a testbed of 37, and on
+    1 and 100 of one of 100 (fit001…fit100, which rhubarbe cannot name), side by side with R2lab's
+    ``rhubarbe wait`` where it can be run (``$RHUBARBE``, see ``testbeds.rhubarbe_site``): medians of
+    alternated rounds after a warm-up, the largest per-node time the product prints, the ratios
+    (rhubarbe / imaging, and each count over one node), and the CPU the nodes' own sshd spent on the
+    logins: the emulated nodes share this machine's cores, so one node's time plus that CPU over the
+    cores is the least a run can take here (its "floor").
 (c) ``imaging-status -a`` per power driver, side by side in one run: on ``--cmc-only``
     testbeds of 37 and 100 nodes brought up with ``--power cmc``, ``ipmi`` (an
     OpenIPMI ``ipmi_sim`` per node, the product running ``ipmitool`` per node) and
@@ -30,12 +37,13 @@ on a node that does not answer, side by side with naive baselines run in the sam
 Needs root (network namespaces), like the testbed.  Every testbed it starts is
 torn down, whatever happens.  Takes about 60 s.  Run it from the checkout:
 
-    .venv/bin/python bench/control.py [status] [wait] [drivers]   # the parts to run (default: all)
+    .venv/bin/python bench/control.py [status] [wait] [scale] [drivers]   # the parts to run (default: all)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -50,7 +58,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbeds import SETTLE_TIMEOUT, in_server, lacks_root, product_env, temporary_testbed, wait_for_stage
+from testbeds import (
+    SETTLE_TIMEOUT,
+    in_server,
+    lacks_root,
+    product_env,
+    rhubarbe_site,
+    temporary_testbed,
+    wait_for_stage,
+)
 
 if TYPE_CHECKING:  # imported lazily: the baseline helper must start as fast as a naive script
     from imaging_testbed.layout import Layout
@@ -64,6 +80,8 @@ BLACKHOLED = 17
 CMC_LATENCY_MS = 50  # what a real card may take to answer: the emulated ones answer at once
 BOOT_DELAY = 0.3
 COMMAND_TIMEOUT = 60.0  # no single command of this benchmark may take longer
+SCALE_BEDS = ((37, (1, 8, 37)), (100, (1, 100)))  # (d): testbeds, and the node counts waited for on each
+SCALE_ROUNDS = 5
 DRIVERS = ("cmc", "ipmi", "redfish")  # the power drivers compared in (c)
 DRIVER_NODES = (37, 100)
 DRIVER_RUNS = 3
@@ -298,6 +316,85 @@ def bench_wait() -> None:
           f" exit code {faulty.code} (1 expected); {len(faulty.nodes)} nodes reported")
 
 
+def run_rhubarbe_wait(layout: Layout, folder: Path, spec: str) -> tuple[float, int]:
+    """``rhubarbe wait -t WAIT_TIMEOUT SPEC`` from its site folder, in the server namespace: wall time, exit."""
+    env = product_env(layout) | {"HOME": str(folder / "home")}
+    start = time.perf_counter()
+    done = subprocess.run(in_server(layout, [os.environ["RHUBARBE"], "wait", "-t", f"{WAIT_TIMEOUT:g}", spec]),
+                          env=env, cwd=folder, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    return time.perf_counter() - start, done.returncode
+
+
+def sshd_cpu() -> float:
+    """CPU seconds used so far by the nodes' sshd (every ``dropbear`` of the machine, its finished logins
+    included): what the emulated nodes spend on the logins, on this machine's cores."""
+    pids = subprocess.run(["pgrep", "-x", "dropbear"], capture_output=True, text=True, check=False).stdout.split()
+    return sum(cpu_seconds(int(pid), children=True) for pid in pids)
+
+
+def bench_wait_scale() -> None:
+    """(d): imaging-wait on 1, 8, 37 and 100 nodes already up, rhubarbe wait alternated with it."""
+    cores = os.cpu_count() or 1
+    print(f"\n(d) imaging-wait -t {WAIT_TIMEOUT:g} on nodes already up on ssh, on testbeds of"
+          f" {' and '.join(str(size) for size, _ in SCALE_BEDS)} (medians of {SCALE_ROUNDS} alternated rounds"
+          " after a warm-up)")
+    print(f"  {'nodes':>5} {'imaging-wait':>12} {'/ 1 node':>8} {'largest per node':>16} {'its CPU':>8}"
+          f" {'nodes sshd CPU':>14} {'floor':>7} {'/ floor':>7} {'rhubarbe wait':>13} {'rhubarbe / imaging':>18}")
+    for size, counts in SCALE_BEDS:
+        with testbed(size) as layout:
+            wait_for_stage(layout, "ssh", timeout=2 * SETTLE_TIMEOUT)
+            # rhubarbe writes a node's name with two digits (fit01): it cannot name a testbed's fit001
+            padded = len(layout.node(1).name) > len("fit01")
+            with rhubarbe_site(layout) if not padded else contextlib.nullcontext() as folder:
+                alone = 0.0
+                for count in counts:
+                    row = wait_scale_row(layout, "1" if count == 1 else f"1-{count}", count, folder)
+                    alone = alone or row[0]
+                    wall, slowest, cpu, served, theirs = row
+                    # the least the logins can take here: one node's wall time, plus the nodes' sshd CPU spread
+                    # over the machine's cores (on a real testbed every node has its own)
+                    floor = alone + served / cores
+                    versus = (f"{theirs:10.2f} s" if theirs is not None
+                              else "fit001: no" if padded else "-")
+                    ratio = f"{theirs / wall:17.2f}x" if theirs is not None else "-"
+                    print(f"  {count:>5} {wall:10.2f} s {wall / alone:7.2f}x {slowest:14.2f} s {cpu:6.2f} s"
+                          f" {served:12.2f} s {floor:5.2f} s {wall / floor:6.2f}x {versus:>13} {ratio:>18}", flush=True)
+    print(f"  (floor: one node's wall time + the nodes' sshd CPU / {cores} cores: the emulated nodes share this"
+          " machine's cores, a real testbed's do not; rhubarbe names nodes fit01-fit99 only)")
+
+
+def wait_scale_row(layout: Layout, spec: str, count: int,
+                   folder: Path | None) -> tuple[float, float, float, float, float | None]:
+    """Alternated rounds of ``imaging-wait`` and ``rhubarbe wait`` (when ``folder``) on ``spec``: the medians
+    of the product's wall time, largest per-node time, CPU, the nodes' sshd CPU, and rhubarbe's wall time."""
+    ours: list[float] = []
+    slowest: list[float] = []
+    cpu: list[float] = []
+    nodes_cpu: list[float] = []
+    theirs: list[float] = []
+    for round_ in range(SCALE_ROUNDS + 1):
+        before = sshd_cpu()
+        run = run_wait(layout, spec)
+        served = sshd_cpu() - before
+        up = [v[1] for v in run.nodes.values() if v[0].endswith(" up")]
+        if run.code != 0 or len(up) != count:
+            print(f"  warning: imaging-wait {spec}: exit {run.code}, {len(up)}/{count} up")
+        wall = None
+        if folder is not None:
+            wall, code = run_rhubarbe_wait(layout, folder, spec)
+            if code != 0:
+                print(f"  warning: rhubarbe wait {spec}: exit {code}")
+        if round_:  # round 0 warms up
+            ours.append(run.wall)
+            slowest.append(max(up, default=float("nan")))
+            cpu.append(run.cpu)
+            nodes_cpu.append(served)
+            if wall is not None:
+                theirs.append(wall)
+    return (statistics.median(ours), statistics.median(slowest), statistics.median(cpu), statistics.median(nodes_cpu),
+            statistics.median(theirs) if theirs else None)
+
+
 def bench_drivers() -> None:
     """(c): imaging-status -a through each power driver on 37 and 100 nodes."""
     import importlib.util
@@ -341,11 +438,13 @@ def main() -> int:
     started = time.perf_counter()
     print(f"control plane benchmark on {os.cpu_count()} cores"
           f" (figures are noisy when other work shares the machine)\n")
-    parts = sys.argv[1:] or ["status", "wait", "drivers"]
+    parts = sys.argv[1:] or ["status", "wait", "scale", "drivers"]
     if "status" in parts:
         bench_status()
     if "wait" in parts:
         bench_wait()
+    if "scale" in parts:
+        bench_wait_scale()
     if "drivers" in parts:
         bench_drivers()
     print(f"\nbenchmark wall time: {time.perf_counter() - started:.0f} s")

@@ -22,19 +22,21 @@ the checkout:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from control import cpu_seconds, slow_cards
-from testbeds import in_server, lacks_root, product_env, temporary_testbed
+from testbeds import in_server, lacks_root, product_env, rhubarbe_site, temporary_testbed
+
+if TYPE_CHECKING:
+    from imaging_testbed.layout import Layout
 
 NODES = 400
 CMC_LATENCY_MS = 50
@@ -120,33 +122,13 @@ def freshness(layout: object) -> None:
         process.wait(timeout=10)
 
 
-def rhubarbe(layout: object) -> None:
-    """(c), where ``$RHUBARBE`` names a runnable ``rhubarbe``."""
-    program = os.environ.get("RHUBARBE", "")
-    if not program or not shutil.which(program) or not shutil.which("ping"):
-        print("  rhubarbe monitornodes: not run (set $RHUBARBE to a rhubarbe command of a Python 3.12 venv;"
-              " it runs ping: iputils-ping)")
-        return
-    folder = Path(layout.directory) / "rhubarbe"  # type: ignore[attr-defined]
-    folder.mkdir(exist_ok=True)
-    inventory = json.loads(Path(layout.inventory_path).read_text())  # type: ignore[attr-defined]
-    (folder / "nodes.yaml").write_text(json.dumps({"nodes": inventory}))  # JSON is YAML
-    (folder / "rhubarbe.conf").write_text(
-        f"[testbed]\ninventory_nodes_path = {folder / 'nodes.yaml'}\nall_scope = 1-{NODES}\n"
-        f"[monitor]\ncycle_nodes = {CYCLE:g}\n[sidecar]\nurl = ws://127.0.0.1:9/\n")
-    # rhubarbe reaches a card by its hostname (reboot01): ip netns exec gives the server namespace its own
-    # /etc/hosts from /etc/netns/<name>/hosts, written for the run and removed after it
-    hosts = Path("/etc/netns") / layout.server_ns / "hosts"  # type: ignore[attr-defined]
-    hosts.parent.mkdir(parents=True, exist_ok=True)
-    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{node[kind]['ip']} {node[kind]['hostname']}\n"
-                                                       for node in inventory for kind in ("cmc", "control")))
-    try:
-        service_share(layout, [program, "monitornodes", "-a", "-c", str(CYCLE), "-u", "ws://127.0.0.1:9/",
-                               "--prometheus-port", "0"], "rhubarbe monitornodes", pid_of="monitornodes", cwd=folder)
-    finally:
-        shutil.rmtree(hosts.parent, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            hosts.parent.parent.rmdir()  # /etc/netns, when nothing else is there
+def rhubarbe(layout: Layout) -> None:
+    """(c), where ``$RHUBARBE`` names a runnable ``rhubarbe`` (:func:`testbeds.rhubarbe_site`)."""
+    with rhubarbe_site(layout, CYCLE) as folder:
+        if folder is not None:
+            service_share(layout, [os.environ["RHUBARBE"], "monitornodes", "-a", "-c", str(CYCLE), "-u",
+                                   "ws://127.0.0.1:9/", "--prometheus-port", "0"], "rhubarbe monitornodes",
+                          pid_of="monitornodes", cwd=folder)
 
 
 def main() -> int:

@@ -64,3 +64,41 @@ def product_env(layout: Layout) -> dict[str, str]:
 def wait_for_stage(layout: Layout, *stages: str, timeout: float = SETTLE_TIMEOUT) -> None:
     """Wait until every node is at one of the boot ``stages``; TimeoutError after ``timeout`` seconds."""
     _handle(layout).wait_all(*stages, timeout=timeout)
+
+
+@contextmanager
+def rhubarbe_site(layout: Layout, cycle: float = 5.0) -> Iterator[Path | None]:
+    """What R2lab's ``rhubarbe`` needs to run against the testbed, where it can be run: ``$RHUBARBE`` names
+    the ``rhubarbe`` command of a Python 3.12 virtual environment (``pip install rhubarbe``).  Yields the
+    folder to run it from (None, after saying why, when it cannot run): its ``rhubarbe.conf`` and inventory
+    (the testbed's; JSON is YAML), and ``home/.ssh/id_ed25519``, the key the nodes accept, for its ssh
+    (run it with ``HOME`` there).  rhubarbe reaches nodes and cards by hostname (``fit01``): the server
+    namespace gets an ``/etc/hosts`` of its own for the run (``/etc/netns/<namespace>/hosts``, which ``ip
+    netns exec`` mounts), removed afterwards."""
+    import contextlib
+    import json
+
+    program = os.environ.get("RHUBARBE", "")
+    if not program or not shutil.which(program) or not shutil.which("ping"):
+        print("  rhubarbe: not run (set $RHUBARBE to the rhubarbe command of a Python 3.12 venv;"
+              " it runs ping: iputils-ping)")
+        yield None
+        return
+    folder = Path(layout.directory) / "rhubarbe"
+    (folder / "home" / ".ssh").mkdir(parents=True, exist_ok=True)
+    shutil.copy(layout.client_key, folder / "home" / ".ssh" / "id_ed25519")
+    inventory = json.loads(Path(layout.inventory_path).read_text())
+    (folder / "nodes.yaml").write_text(json.dumps({"nodes": inventory}))
+    (folder / "rhubarbe.conf").write_text(
+        f"[testbed]\ninventory_nodes_path = {folder / 'nodes.yaml'}\nall_scope = 1-{len(inventory)}\n"
+        f"[monitor]\ncycle_nodes = {cycle:g}\n[sidecar]\nurl = ws://127.0.0.1:9/\n")
+    hosts = Path("/etc/netns") / layout.server_ns / "hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{node[kind]['ip']} {node[kind]['hostname']}\n"
+                                                       for node in inventory for kind in ("cmc", "control")))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(hosts.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            hosts.parent.parent.rmdir()  # /etc/netns, when nothing else is there

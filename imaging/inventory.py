@@ -1,9 +1,13 @@
-"""The JSON inventory: one record per node with its cmc, control and data interfaces.
+"""The inventory: one record per node with its cmc, control and data interfaces.
 
-The format is R2lab's: a list of objects ``{"cmc": IF, "control": IF, "data": IF}``
-where ``IF`` is ``{"hostname": …, "ip": …, "mac": …}`` and ``data`` is optional.
+The records are R2lab's: ``{"cmc": IF, "control": IF, "data": IF}`` where ``IF`` is
+``{"hostname": …, "ip": …, "mac": …}`` and ``data`` is optional.  Two files hold them,
+both read as they are: rhubarbe 9.0's ``inventory-nodes.json``, a JSON list of
+records, and rhubarbe 9.5's ``inventory-nodes.yaml``, a YAML mapping whose ``nodes``
+is that list.  The file's name chooses (``.json``, ``.yaml``, ``.yml``), else its
+content (JSON starts with ``[`` or ``{``).
 A node's number is the one its control hostname carries after its letters
-(``fit07`` and ``fit07.r2lab.inria.fr`` → 7).  No two nodes share a number, and no
+(``fit07``, ``fit007`` and ``fit07.r2lab.inria.fr`` → 7).  No two nodes share a number, and no
 two interfaces share a hostname, an IP address or a MAC.
 """
 
@@ -73,7 +77,7 @@ class Node:
             yield "data", self.data
 
 
-_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
                dict: "an object", type(None): "null"}
 _EXAMPLES = {"hostname": "fit07", "ip": "192.168.3.7", "mac": "00:03:1d:0e:03:19"}
 _FIXES = {"hostname": "its own hostname", "ip": "its own address", "mac": "its own MAC"}
@@ -85,7 +89,7 @@ def _string(raw: dict[str, Any], key: str, role: str, where: str) -> str:
     except KeyError:
         raise InventoryError(f"{where}: '{role}' lacks {key!r}") from None
     if not isinstance(value, str):
-        raise InventoryError(f"{where}: '{role}' {key} is {_JSON_KINDS.get(type(value), 'not a string')},"
+        raise InventoryError(f"{where}: '{role}' {key} is {_KINDS.get(type(value), 'not a string')},"
                              f" not a string: write it \"{_EXAMPLES[key]}\"")
     return value
 
@@ -117,8 +121,11 @@ def parse_entries(entries: Any, source: str) -> list[Node]:
     A node's number is the one its control hostname carries: the short name
     must be letters then the number (``fit07``, ``fit07.r2lab.inria.fr``).
     """
+    if isinstance(entries, dict) and "nodes" in entries:  # rhubarbe 9.5's YAML: nodes: [records]
+        entries = entries["nodes"]
     if not isinstance(entries, list):
-        raise InventoryError(f"inventory {source} must be a JSON list of nodes")
+        raise InventoryError(f"inventory {source} must be a list of nodes (JSON), or a mapping whose"
+                             " 'nodes' is that list (YAML)")
     nodes: list[Node] = []
     for index, entry in enumerate(entries):
         where = f"inventory {source}, entry {index}"
@@ -134,6 +141,37 @@ def parse_entries(entries: Any, source: str) -> list[Node]:
                                  " (fit07, or fit07.example.org)")
         nodes.append(Node(number, cmc, control, data))
     return nodes
+
+
+def is_yaml(path: Path, text: str) -> bool:
+    """Whether the inventory file is YAML (rhubarbe 9.5) rather than JSON (rhubarbe 9.0): by its name,
+    else by its content."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml", ".json"):
+        return suffix != ".json"
+    return not text.lstrip().startswith(("[", "{"))
+
+
+def _decode_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InventoryError(f"inventory {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError:  # json's own int() past Python's 4300 digits
+        raise InventoryError(f"inventory {path} holds a number too long to read;"
+                             " an inventory holds none: fix or rebuild it with inventory/configure.py") from None
+
+
+def _decode_yaml(text: str, path: Path) -> Any:
+    import yaml  # only for a YAML inventory
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InventoryError(f"inventory {path} is not valid YAML: {exc.problem or exc.context}{where}") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise InventoryError(f"inventory {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
 class Inventory:
@@ -182,15 +220,9 @@ class Inventory:
             raise InventoryError(f"cannot read inventory {path}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             raise InventoryError(f"inventory {path} is not UTF-8 text (byte {exc.start}):"
-                                 " it must be JSON; rebuild it with inventory/configure.py") from None
+                                 " it must be JSON or YAML; rebuild it with inventory/configure.py") from None
         try:
-            entries = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InventoryError(f"inventory {path} is not valid JSON: {exc.msg}"
-                                 f" at line {exc.lineno}") from None
-        except ValueError:  # json's own int() past Python's 4300 digits
-            raise InventoryError(f"inventory {path} holds a number too long to read;"
-                                 " an inventory holds none: fix or rebuild it with inventory/configure.py") from None
+            entries = _decode_yaml(text, path) if is_yaml(path, text) else _decode_json(text, path)
         except RecursionError:
             raise InventoryError(f"inventory {path} nests too deeply to be an inventory:"
                                  " it must be a list of node objects (see inventory/configure.py)") from None

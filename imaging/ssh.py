@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NodeFailure, UsageError
 from .retry import DeadlineExceeded, describe, retry_until
 
+if TYPE_CHECKING:  # asyncssh is imported when a node is reached, not by every command
+    from asyncssh import SSHClientConnection
+
 log = logging.getLogger(__name__)
+# the node's ed25519 host key first, as OpenSSH prefers it, then asyncssh's defaults: its signature costs
+# the node far less than an RSA one, at every login of every node
+HOST_KEY_ALGS = "^ssh-ed25519"
 
 
 @dataclass(frozen=True)
@@ -44,31 +51,39 @@ def with_keys(settings: SshSettings) -> SshSettings:
     return replace(settings, client_keys=(key,))
 
 
-async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]:
-    """Run ``command``; return its exit status and standard output.
+def connect(host: str, settings: SshSettings) -> AbstractAsyncContextManager[SSHClientConnection]:
+    """A connection to ``host``, logged in as ``settings.user`` (``async with connect(…) as connection``).
 
-    Raises OSError, asyncssh.Error or TimeoutError when the node cannot be
-    reached; the connection attempt is bounded by ``connect_timeout``, the
-    command by ``command_timeout`` (asyncssh.TimeoutError).
+    Raises OSError, asyncssh.Error or TimeoutError when the node cannot be reached or refuses the login;
+    the attempt is bounded by ``connect_timeout``.
     """
     import asyncssh
     settings = with_keys(settings)
     options = {"client_keys": list(settings.client_keys)} if settings.client_keys else {}
-    async with asyncssh.connect(host, settings.port, username=settings.user, known_hosts=None,
-                                connect_timeout=settings.connect_timeout, **options) as connection:
+    return asyncssh.connect(host, settings.port, username=settings.user, known_hosts=None,
+                            server_host_key_algs=HOST_KEY_ALGS, connect_timeout=settings.connect_timeout, **options)
+
+
+async def run(host: str, command: str, settings: SshSettings) -> tuple[int, str]:
+    """Run ``command``; return its exit status and standard output.
+
+    Raises as :func:`connect` does; the command is bounded by ``command_timeout`` (asyncssh.TimeoutError).
+    """
+    async with connect(host, settings) as connection:
         done = await connection.run(command, check=False, timeout=settings.command_timeout)
     output = done.stdout if isinstance(done.stdout, str) else ""
     return int(done.exit_status or 0), output
 
 
 async def wait_until_up(host: str, settings: SshSettings, deadline: float) -> None:
-    """Retry until ``true`` runs over ssh, or raise NodeFailure at the deadline."""
+    """Retry until an ssh login succeeds (the node's sshd answers and accepts the key), or raise
+    NodeFailure at the deadline.  No command is run: a login is what "up" means to a user about to ssh
+    in, and a command would cost every node a shell (its login files included) for nothing."""
     import asyncssh
 
     async def attempt() -> None:
-        status, _ = await run(host, "true", settings)
-        if status != 0:
-            raise EOFError(f"'true' exited {status}")
+        async with connect(host, settings):
+            pass
 
     try:
         await retry_until(attempt, deadline=deadline, backoff=settings.backoff, what=f"ssh {host}",

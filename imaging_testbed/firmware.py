@@ -2,8 +2,8 @@
 
 The firmware runs as PID 1 of the node's PID namespace, in the node's network
 namespace and a private mount namespace (see :mod:`imaging_testbed.node`).
-It builds the node's private world (tmpfs scratch, overlays over ``/etc``,
-``/var``, ``/root``, ``/home``, a tmpfs ``/dev``, a tmpfs ``/tmp``), does real DHCP with busybox
+It builds the node's private world (tmpfs scratch, overlays over ``/etc`` and
+``/var``, its own empty ``/root`` and ``/home``, a tmpfs ``/dev``, a tmpfs ``/tmp``), does real DHCP with busybox
 ``udhcpc`` and a real TFTP fetch of its pxelinux config, then becomes the
 imaging OS (busybox ``telnetd``) or the installed OS (``dropbear``) — or
 nothing, like a node whose disk holds no OS.
@@ -77,12 +77,16 @@ else
 fi
 # from here on the host's folders may be hidden: only /run/imaging is used
 must busybox mount --move "$TB_SCRATCH" /run
-for d in etc var root home; do
+for d in etc var; do
     [ -d "/$d" ] || continue
     o=/run/overlay/$d
     must mkdir -p "$o.upper" "$o.work"
     must busybox mount -t overlay "imaging-$d" -o "lowerdir=/$d,upperdir=$o.upper,workdir=$o.work" "/$d"
 done
+# the users' homes are the node's own, empty, as on a freshly installed machine: never the server's (whose
+# shell start-up files would run at every login on every node)
+must busybox mount -t tmpfs -o mode=700,size=1m imaging-root /root
+must busybox mount -t tmpfs -o mode=755,size=1m imaging-home /home
 must busybox mount -t tmpfs -o mode=755,size=1m imaging-dev /dev
 must mknod -m 666 /dev/null c 1 3
 must mknod -m 666 /dev/zero c 1 5

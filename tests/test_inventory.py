@@ -1,4 +1,5 @@
-"""The JSON inventory: its format, the node-number rule and every check it makes."""
+"""The inventory: its format, the node-number rule and every check it makes (rhubarbe's YAML:
+test_inventory_rhubarbe)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="not valid JSON"):
         Inventory.load(tmp_path / "bad.json")
     (tmp_path / "dict.json").write_text("{}")
-    with pytest.raises(InventoryError, match="must be a JSON list"):
+    with pytest.raises(InventoryError, match="must be a list of nodes"):
         Inventory.load(tmp_path / "dict.json")
 
 
@@ -104,7 +105,7 @@ def one_line_error(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("content", "words"), [
-    (b'[{"cmc": "\xff\xfe"}]', r"is not UTF-8 text \(byte 10\): it must be JSON; rebuild it"),
+    (b'[{"cmc": "\xff\xfe"}]', r"is not UTF-8 text \(byte 10\): it must be JSON or YAML; rebuild it"),
     (b"[" * 100_000 + b"]" * 100_000, "nests too deeply to be an inventory: it must be a list of node objects"),
     (b'[{"cmc": ' + b"1" * 5000 + b"}]", "holds a number too long to read; an inventory holds none"),
 ])

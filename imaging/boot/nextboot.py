@@ -62,15 +62,17 @@ class NextBoot:
         place = self.places[node.number]
         return place.config_dir / place.backend.link_name(node.control.mac)
 
-    def check(self, nodes: Iterable[Node]) -> None:
+    def check(self, nodes: Iterable[Node], writing: bool = True) -> None:
         """Before touching any node: each folder exists and this user may write into it, every
         target exists, and no per-MAC file is a regular file someone else put there.  UsageError
-        if not."""
+        if not.  Without ``writing`` (only to read the links), only that each folder exists."""
         for node in nodes:
             place = self.places[node.number]
             folder, section = place.config_dir, place.backend.section
             if not folder.is_dir():
                 raise UsageError(f"{place.backend.name} folder {folder} does not exist; set [{section}] config_dir")
+            if not writing:
+                continue
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise UsageError(f"cannot write the next-boot links into the {place.backend.name} folder {folder}"
                                  f" (permission denied); run as a user who may, or set [{section}] config_dir")
@@ -105,6 +107,21 @@ class NextBoot:
         self._made.pop(node.number, None)
         self._replaced.pop(node.number, None)
         log.info("%s: next boot: local disk", node.hostname)
+
+    def keep(self, node: Node) -> None:
+        """Leave the node's link as it is now, whatever ends the command (``imaging-rescue``: the node stays
+        in the imaging OS through its next reboots); :meth:`restore_all` forgets it."""
+        self._made.pop(node.number, None)
+        self._replaced.pop(node.number, None)
+
+    def boots_imaging_os(self, node: Node) -> bool:
+        """Whether the node's link points at its imaging-OS file now (a rescue left it there, or a
+        command was killed before it could remove it)."""
+        link = self.link_of(node)
+        try:
+            return link.is_symlink() and os.readlink(link) == self.places[node.number].target
+        except OSError:
+            return False
 
     def restore_all(self) -> list[Path]:
         """Undo every link this object made and has not removed yet: put back the

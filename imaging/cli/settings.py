@@ -19,6 +19,7 @@ from ..inventory import Inventory, Node
 from ..jobs.imagingos import BootSettings, NodeJobPlan
 from ..jobs.load import LoadPlan
 from ..jobs.power import PowerSettings
+from ..jobs.rescue import RescuePlan
 from ..jobs.save import SavePlan, stamp_command, stamp_line
 from ..leases import LeaseSettings, parse_slices
 from ..monitor.probe import ProbeSettings
@@ -88,11 +89,16 @@ def power_options(config: Config, nodes: Sequence[Node]) -> PowerOptions:
 def power_settings(config: Config, nodes: Sequence[Node], timeout: float | None,
                    lock_wait: float = 0.0) -> PowerSettings:
     """How the power commands reach the nodes; ``timeout`` defaults to a generous multiple of cmc_timeout."""
-    power = power_options(config, nodes)
-    reset = reset_settings(config)
-    return PowerSettings(power=power,
-                         timeout=timeout if timeout is not None else 3 * power.timeout + 2 * reset.idle_after_reset,
-                         reset=reset, lock_dir=config.get_path("locks", "lock_dir"), lock_wait=lock_wait)
+    return PowerSettings(power=power_options(config, nodes),
+                         timeout=timeout if timeout is not None else reset_deadline(config),
+                         reset=reset_settings(config), lock_dir=config.get_path("locks", "lock_dir"),
+                         lock_wait=lock_wait)
+
+
+def reset_deadline(config: Config) -> float:
+    """The default deadline of a checked reset: a generous multiple of cmc_timeout, and time for the node
+    to go down twice (a power cycle after a reset that did not take)."""
+    return 3 * config.get_float("nodes", "cmc_timeout") + 2 * reset_settings(config).idle_after_reset
 
 
 def guess_server_ip(config: Config, inventory: Inventory) -> str:
@@ -172,6 +178,17 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
     common = node_job_plan(config, inventory, nodes, transport, timeout=timeout, default_timeout="save_timeout",
                            reset_after=reset_after, lock_wait=lock_wait)
     return SavePlan(**_fields(common), targets=targets, stamp=stamps, raw=raw, force=force)
+
+
+def rescue_plan(config: Config, nodes: Sequence[Node], *, leaving: bool, timeout: float | None,
+                lock_wait: float) -> RescuePlan:
+    """What ``imaging-rescue`` needs; its deadline defaults to ``[nodes] boot_timeout`` to bring nodes in,
+    to the power commands' reset deadline to take them out (``leaving``), the lock wait added."""
+    if timeout is None:
+        timeout = reset_deadline(config) if leaving else config.get_float("nodes", "boot_timeout")
+    return RescuePlan(nodes=nodes, power=power_options(config, nodes), boot=boot_settings(config),
+                      timeout=timeout + lock_wait, lock_dir=config.get_path("locks", "lock_dir"),
+                      lock_wait=lock_wait)
 
 
 def lease_settings(config: Config) -> LeaseSettings:

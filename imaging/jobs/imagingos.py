@@ -93,10 +93,11 @@ class JobState:
 
 
 async def boot_imaging_os(node: Node, state: JobState, power: Power, settings: BootSettings,
-                          deadline: float, emit: Emit) -> None:
+                          deadline: float, emit: Emit, *, keep_link: bool = False) -> None:
     """Point the node's next boot at the imaging OS, reset it, wait for its telnet
     (at most ``boot_timeout``), then remove the link at once: a crash from then on
-    boots the disk.  NodeFailure with the reason."""
+    boots the disk.  With ``keep_link`` (a rescue) the link stays, and the node in the
+    imaging OS through its next reboots.  NodeFailure with the reason."""
     boot_deadline = min(deadline, asyncio.get_running_loop().time() + settings.boot_timeout)
     emit(Event(node.hostname, "resetting"))
     state.nextboot.boot_imaging_os(node)
@@ -119,7 +120,10 @@ async def boot_imaging_os(node: Node, state: JobState, power: Power, settings: B
         if boot_deadline < deadline:
             raise NodeFailure(f"{late} ({doing})") from None
         raise
-    state.nextboot.boot_disk(node)
+    if keep_link:
+        state.nextboot.keep(node)
+    else:
+        state.nextboot.boot_disk(node)
 
 
 MISSING = "__IMAGING_MISSING__"

@@ -126,6 +126,18 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 
 @pytest.fixture
+def restored(testbed: Testbed) -> Iterator[Testbed]:
+    """The session testbed; afterwards every node healthy, its next-boot link gone and back on ssh."""
+    yield testbed
+    for number in range(1, NODES + 1):
+        testbed.fault(number, "clear")
+        testbed.set_next_boot(number, False)
+    for number in range(1, NODES + 1):
+        if testbed.status()[testbed.node(number).name].stage != "ssh":
+            testbed.boot(number, imaging_os=False)
+
+
+@pytest.fixture
 def testbed_dir(testbed: Testbed) -> Path:
     """The session testbed's directory."""
     return testbed.dir

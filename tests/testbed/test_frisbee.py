@@ -35,7 +35,7 @@ TARGETS = (2, 3, 4, 5)
 DISK_MIB = 128
 SPEC = DiskSpec(size_mib=DISK_MIB, files_mib=24, deleted_mib=64, seed=13)
 DEADLINE = 60
-SLOW = "16"  # Mibit/s: the 33 MiB image then takes ~17 s, long enough to strike in the middle
+SLOW = "32"  # Mibit/s: the 33 MiB image then takes ~9 s, long enough to strike in the middle
 
 
 @pytest.fixture(scope="module")

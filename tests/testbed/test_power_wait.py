@@ -12,15 +12,9 @@ from tests.testbed.product import product
 
 
 @pytest.fixture
-def bed(testbed: Testbed):
+def bed(restored: Testbed) -> Testbed:
     """The session testbed, its nodes put back to health and ssh afterwards."""
-    yield testbed
-    for number in range(1, NODES + 1):
-        testbed.fault(number, "clear")
-        testbed.set_next_boot(number, False)
-    for number in range(1, NODES + 1):
-        if testbed.status()[testbed.node(number).name].stage != "ssh":
-            testbed.boot(number, imaging_os=False)
+    return restored
 
 
 def test_status_on_off_info(bed: Testbed) -> None:
