@@ -19,13 +19,6 @@ on a node that does not answer, side by side with naive baselines run in the sam
     per node, and when their lines reached us), the black-holed node's verdict
     and time, wall / timeout (expected ≈ 1, at most timeout + 1 s) and the exit
     code (1 expected).
-(d) ``imaging-wait -t 5`` at scale, nodes already up: on 1, 8 and 37 nodes of a testbed of 37, and on
-    1 and 100 of one of 100 (fit001…fit100, which rhubarbe cannot name), side by side with R2lab's
-    ``rhubarbe wait`` where it can be run (``$RHUBARBE``, see ``testbeds.rhubarbe_site``): medians of
-    alternated rounds after a warm-up, the largest per-node time the product prints, the ratios
-    (rhubarbe / imaging, and each count over one node), and the CPU the nodes' own sshd spent on the
-    logins: the emulated nodes share this machine's cores, so one node's time plus that CPU over the
-    cores is the least a run can take here (its "floor").
 (c) ``imaging-status -a`` per power driver, side by side in one run: on ``--cmc-only``
     testbeds of 37 and 100 nodes brought up with ``--power cmc``, ``ipmi`` (an
     OpenIPMI ``ipmi_sim`` per node, the product running ``ipmitool`` per node) and
@@ -33,11 +26,18 @@ on a node that does not answer, side by side with naive baselines run in the sam
     runs after a warm-up, the command's CPU, and each driver's wall time over the
     CMC's for the same node count.  The BMCs hand every action to the same cards,
     so the differences are the drivers' and their protocols'.
+(d) ``imaging-wait -t 5`` at scale, nodes already up: on 1, 8 and 37 nodes of a testbed of 37, and on
+    1 and 100 of one of 100 (fit001…fit100, which rhubarbe cannot name), side by side with R2lab's
+    ``rhubarbe wait`` where it can be run (``$RHUBARBE``, see ``testbeds.rhubarbe_site``): medians of
+    alternated rounds after a warm-up, the largest per-node time the product prints, the ratios
+    (rhubarbe / imaging, and each count over one node), and the CPU the nodes' own sshd spent on the
+    logins: the emulated nodes share this machine's cores, so one node's time plus that CPU over the
+    cores is the least a run can take here (its "floor").
 
 Needs root (network namespaces), like the testbed.  Every testbed it starts is
-torn down, whatever happens.  Takes about 60 s.  Run it from the checkout:
+torn down, whatever happens.  Takes about 2 minutes.  Run it from the checkout:
 
-    .venv/bin/python bench/control.py [status] [wait] [scale] [drivers]   # the parts to run (default: all)
+    .venv/bin/python bench/control.py [status] [wait] [drivers] [scale]   # the parts to run (default: all)
 """
 
 from __future__ import annotations
@@ -438,15 +438,15 @@ def main() -> int:
     started = time.perf_counter()
     print(f"control plane benchmark on {os.cpu_count()} cores"
           f" (figures are noisy when other work shares the machine)\n")
-    parts = sys.argv[1:] or ["status", "wait", "scale", "drivers"]
+    parts = sys.argv[1:] or ["status", "wait", "drivers", "scale"]
     if "status" in parts:
         bench_status()
     if "wait" in parts:
         bench_wait()
-    if "scale" in parts:
-        bench_wait_scale()
     if "drivers" in parts:
         bench_drivers()
+    if "scale" in parts:
+        bench_wait_scale()
     print(f"\nbenchmark wall time: {time.perf_counter() - started:.0f} s")
     return 0
 

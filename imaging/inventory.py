@@ -83,22 +83,41 @@ _EXAMPLES = {"hostname": "fit07", "ip": "192.168.3.7", "mac": "00:03:1d:0e:03:19
 _FIXES = {"hostname": "its own hostname", "ip": "its own address", "mac": "its own MAC"}
 
 
-def _string(raw: dict[str, Any], key: str, role: str, where: str) -> str:
+def _string(raw: dict[str, Any], key: str, role: str, where: str, from_yaml: bool) -> str:
     try:
         value = raw[key]
     except KeyError:
         raise InventoryError(f"{where}: '{role}' lacks {key!r}") from None
     if not isinstance(value, str):
-        raise InventoryError(f"{where}: '{role}' {key} is {_KINDS.get(type(value), 'not a string')},"
-                             f" not a string: write it \"{_EXAMPLES[key]}\"")
+        kind = _KINDS.get(type(value), f"a {type(value).__name__}")
+        mac = _sexagesimal_mac(value) if key == "mac" and from_yaml else None
+        if mac is not None:
+            raise InventoryError(f"{where}: '{role}' mac is a number, not a string (YAML reads an unquoted {mac}"
+                                 f" as a number in base 60): quote it, \"{mac}\"")
+        raise InventoryError(f"{where}: '{role}' {key} is {kind}, not a string: write it \"{_EXAMPLES[key]}\"")
     return value
 
 
-def _interface(entry: dict[str, Any], role: str, where: str) -> Interface:
+def _sexagesimal_mac(value: Any) -> str | None:
+    """The MAC a YAML 1.1 parser read as a base-60 number (``10:20:30:40:50:59``), written back; None when
+    ``value`` is not such a number."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    digits = []
+    for _ in range(5):
+        value, digit = divmod(value, 60)
+        digits.append(digit)
+    if not 0 < value < 100:  # the first group, in decimal digits as YAML read it (it starts with 1-9)
+        return None
+    digits.append(value)
+    return ":".join(f"{d:02d}" for d in reversed(digits))
+
+
+def _interface(entry: dict[str, Any], role: str, where: str, from_yaml: bool) -> Interface:
     raw = entry.get(role)
     if not isinstance(raw, dict):
         raise InventoryError(f"{where}: '{role}' must be an object with hostname, ip and mac")
-    hostname, ip, mac = (_string(raw, key, role, where) for key in ("hostname", "ip", "mac"))
+    hostname, ip, mac = (_string(raw, key, role, where, from_yaml) for key in ("hostname", "ip", "mac"))
     if len(hostname) > MAX_HOSTNAME or not HOSTNAME_RE.match(hostname):
         raise InventoryError(f"{where}: '{role}' hostname {shown(hostname)} is not a hostname"
                              f" (letters, digits, '.' and '-', at most {MAX_HOSTNAME})")
@@ -115,7 +134,7 @@ def _interface(entry: dict[str, Any], role: str, where: str) -> Interface:
     return Interface(hostname, str(address), mac)
 
 
-def parse_entries(entries: Any, source: str) -> list[Node]:
+def parse_entries(entries: Any, source: str, from_yaml: bool = False) -> list[Node]:
     """Check a decoded inventory and build its nodes; errors name the entry's index.
 
     A node's number is the one its control hostname carries: the short name
@@ -131,9 +150,9 @@ def parse_entries(entries: Any, source: str) -> list[Node]:
         where = f"inventory {source}, entry {index}"
         if not isinstance(entry, dict):
             raise InventoryError(f"{where}: must be an object with cmc, control and data")
-        control = _interface(entry, "control", where)
-        cmc = _interface(entry, "cmc", where)
-        data = _interface(entry, "data", where) if entry.get("data") is not None else None
+        control = _interface(entry, "control", where, from_yaml)
+        cmc = _interface(entry, "cmc", where, from_yaml)
+        data = _interface(entry, "data", where, from_yaml) if entry.get("data") is not None else None
         number = hostname_number(control.hostname)
         if number is None:
             raise InventoryError(f"{where}: control hostname {shown(control.hostname)} carries no"
@@ -221,12 +240,13 @@ class Inventory:
         except UnicodeDecodeError as exc:
             raise InventoryError(f"inventory {path} is not UTF-8 text (byte {exc.start}):"
                                  " it must be JSON or YAML; rebuild it with inventory/configure.py") from None
+        from_yaml = is_yaml(path, text)
         try:
-            entries = _decode_yaml(text, path) if is_yaml(path, text) else _decode_json(text, path)
+            entries = _decode_yaml(text, path) if from_yaml else _decode_json(text, path)
         except RecursionError:
             raise InventoryError(f"inventory {path} nests too deeply to be an inventory:"
                                  " it must be a list of node objects (see inventory/configure.py)") from None
-        return cls(parse_entries(entries, str(path)), str(path))
+        return cls(parse_entries(entries, str(path), from_yaml), str(path))
 
     def __iter__(self) -> Iterator[Node]:
         return iter(sorted(self._by_number.values(), key=lambda n: n.number))

@@ -82,9 +82,12 @@ def test_the_name_chooses_before_the_content(tmp_path: Path) -> None:
     ("nodes: 3\n", r"must be a list of nodes"),
     ("- !!python/object:os.system {}\n", r"is not valid YAML: could not determine a constructor"),
     ("nodes: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests too deeply to be an inventory"),
-    # YAML 1.1 reads an unquoted 10:20:30:40:50:59 as a number (base 60): the fix is to quote it
+    # YAML 1.1 reads an unquoted 10:20:30:40:50:59 as a number (base 60): the fix is to quote it, the MAC given back
     (rhubarbe_yaml(1, quote_macs=False).replace(mac(3, 1), "10:20:30:40:50:59"),
-     r"entry 0: 'control' mac is a number, not a string: write it \"00:03:1d:0e:03:19\""),
+     r"entry 0: 'control' mac is a number, not a string \(YAML reads an unquoted 10:20:30:40:50:59 as a number"
+     r" in base 60\): quote it, \"10:20:30:40:50:59\""),
+    (rhubarbe_yaml(1).replace('ip: 10.3.0.1', "ip: 2026-12-07"),
+     r"entry 0: 'control' ip is a date, not a string: write it \"192.168.3.7\""),
 ])
 def test_a_broken_yaml_inventory_is_one_line_naming_the_fix(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "inventory-nodes.yaml"

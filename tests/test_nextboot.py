@@ -58,20 +58,20 @@ def test_stale_link_is_replaced(folder: Path, nodes) -> None:
 
 
 def test_a_link_someone_made_is_put_back_on_interruption(folder: Path, nodes) -> None:
-    """A node an admin set to boot another OS: an interrupted run puts that back;
-    a finished one leaves the node on its (new) disk; a stale imaging-OS link is not kept."""
+    """A node an admin set to boot another OS, or left in the imaging OS by ``imaging-rescue``: an
+    interrupted run puts that back; a finished one leaves the node on its (new) disk."""
     first, second, third = (folder / config_name(n.control.mac) for n in nodes)
     first.symlink_to("other-os")
     second.symlink_to("other-os")
-    third.symlink_to("imaging-os")  # left by a crash
+    third.symlink_to("imaging-os")  # left in rescue
     boot = NextBoot.single(folder, {1: "imaging-os", 2: "imaging-os", 3: "imaging-os"})
     for node in nodes:
         boot.boot_imaging_os(node)
     boot.boot_imaging_os(nodes[0])  # again (a retried boot): still restores the admin's link
     boot.boot_disk(nodes[1])  # this one got through: its next boot is its disk
     assert sorted(p.name for p in boot.restore_all()) == [first.name, third.name]
-    assert os.readlink(first) == "other-os"
-    assert not second.is_symlink() and not third.is_symlink()
+    assert os.readlink(first) == "other-os" and os.readlink(third) == "imaging-os"
+    assert not second.is_symlink()
     assert not any(p.name.startswith(".") for p in folder.iterdir())
 
 

@@ -9,10 +9,10 @@ imaging OS we make that file a relative symlink to the imaging-OS config
 has its own :class:`Place`: its backend, folder and imaging-OS config.
 
 A :class:`NextBoot` remembers every link it made, and what each replaced:
-:meth:`NextBoot.restore_all` puts back a link someone else had made (a node
-set to boot another OS), removes the others, and is synchronous so it can run
-in a plain ``finally`` on Ctrl-C, SIGTERM or a timeout.  A link that already
-pointed at the imaging OS (left by a crash) is not worth restoring.
+:meth:`NextBoot.restore_all` puts back a link that was there before (a node
+set to boot another OS, or left in the imaging OS by ``imaging-rescue``),
+removes the others, and is synchronous so it can run in a plain ``finally``
+on Ctrl-C, SIGTERM or a timeout.
 """
 
 from __future__ import annotations
@@ -62,29 +62,35 @@ class NextBoot:
         place = self.places[node.number]
         return place.config_dir / place.backend.link_name(node.control.mac)
 
-    def check(self, nodes: Iterable[Node], writing: bool = True) -> None:
-        """Before touching any node: each folder exists and this user may write into it, every
-        target exists, and no per-MAC file is a regular file someone else put there.  UsageError
-        if not.  Without ``writing`` (only to read the links), only that each folder exists."""
+    def check(self, nodes: Iterable[Node], need: str = "boot") -> None:
+        """Before touching any node, what ``need`` asks of each node's folder: ``read`` its links (it
+        exists and this user may look into it), ``unlink`` them (and may write into it, and no per-MAC file is
+        a regular file someone else put there), ``boot`` the imaging OS (and its imaging-OS file exists).
+        UsageError if not."""
         for node in nodes:
             place = self.places[node.number]
             folder, section = place.config_dir, place.backend.section
             if not folder.is_dir():
                 raise UsageError(f"{place.backend.name} folder {folder} does not exist; set [{section}] config_dir")
-            if not writing:
+            if not os.access(folder, os.X_OK):  # enough to look at a link whose name is known
+                raise UsageError(f"cannot look at the next-boot links in the {place.backend.name} folder {folder}"
+                                 f" (permission denied); run as a user who may, or set [{section}] config_dir")
+            if need == "read":
                 continue
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise UsageError(f"cannot write the next-boot links into the {place.backend.name} folder {folder}"
                                  f" (permission denied); run as a user who may, or set [{section}] config_dir")
+            link = self.link_of(node)
+            if link.exists() and not link.is_symlink():
+                raise UsageError(f"{node.hostname}: {link} is a regular file, not a next-boot link;"
+                                 " move it away first")
+            if need == "unlink":
+                continue
             target = folder / place.target
             key = place.backend.target_key
             if not target.is_file():
                 raise UsageError(f"{node.hostname}: imaging-OS {place.backend.name} file {target} does not exist;"
                                  f" set [{section}] {key} (or {key}.{node.hostname})")
-            link = self.link_of(node)
-            if link.exists() and not link.is_symlink():
-                raise UsageError(f"{node.hostname}: {link} is a regular file, not a next-boot link;"
-                                 " move it away first")
 
     def boot_imaging_os(self, node: Node) -> None:
         """Point the node's link at the imaging OS (atomically, replacing a stale link)."""
@@ -92,7 +98,7 @@ class NextBoot:
         target = self.places[node.number].target
         try:
             previous = os.readlink(link) if link.is_symlink() else None
-            if previous is not None and previous != target and node.number not in self._made:
+            if previous is not None and node.number not in self._made:
                 self._replaced[node.number] = previous
             self._point(link, target)
         except OSError as exc:

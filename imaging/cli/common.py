@@ -95,15 +95,20 @@ class Context:
         from ..images import Repository
         return Repository.from_config(self.config)
 
-    def select_nodes(self) -> list[Node]:
-        """The nodes chosen by ``-a`` and the specs (or ``$NODES``), validated."""
+    def names_nodes(self) -> bool:
+        """Whether ``-a``, the specs or ``$NODES`` name some nodes."""
+        return bool(self.args.specs or self.args.all_nodes or self.environ.get("NODES", "").split())
+
+    def select_nodes(self, default_all: bool = False) -> list[Node]:
+        """The nodes chosen by ``-a`` and the specs (or ``$NODES``), validated; with ``default_all``, every
+        node of the inventory when none of them names any (commands that look, like ``--list``)."""
         from ..selector import select
         config = self.config
-        specs = list(self.args.specs)
-        if not specs and not self.args.all_nodes:
-            specs = self.environ.get("NODES", "").split()
-            if not specs:
-                raise SelectorError("no nodes given: name some (e.g. 1-5), use -a, or set $NODES")
+        if not self.names_nodes():
+            if default_all:
+                return list(self.inventory)
+            raise SelectorError("no nodes given: name some (e.g. 1-5), use -a, or set $NODES")
+        specs = list(self.args.specs) or ([] if self.args.all_nodes else self.environ.get("NODES", "").split())
         try:
             numbers = select(
                 specs,

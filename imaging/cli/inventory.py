@@ -1,4 +1,4 @@
-"""`imaging-main inventory [SPEC…]`: the nodes of the inventory (all of them unless specs or ``-a`` choose),
+"""`imaging-main inventory [SPEC…]`: the nodes of the inventory (all of them unless specs, ``-a`` or ``$NODES`` choose),
 as a table or one JSON object per node; rhubarbe's JSON (9.0) and YAML (9.5) inventories are read as they are."""
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def print_table(nodes: Sequence[Node], source: str) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the chosen nodes of the inventory."""
-    chosen = args.specs or args.all_nodes
-    nodes = ctx.select_nodes() if chosen else list(ctx.inventory)
+    nodes = ctx.select_nodes(default_all=True)
     if args.json:
         for node in nodes:
             print(json.dumps(record(node)))

@@ -1,6 +1,6 @@
 """`imaging-rescue SPEC…`: boot nodes into the imaging OS and leave them there (their next-boot link kept,
 so they stay there through their next reboots: a broken disk can be looked at over telnet);
-`--list` prints the nodes whose next boot is the imaging OS, `--reset` takes them out of it."""
+`--list` prints the nodes whose next boot is the imaging OS, `--reset` takes nodes out of it."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `rescue`."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--list", action="store_true",
-                      help="print the nodes whose next boot is the imaging OS (of every node unless specs are given)")
+                      help="print the nodes whose next boot is the imaging OS, of those given (default $NODES),"
+                           " else of every node")
     mode.add_argument("--reset", action="store_true",
-                      help="remove those next-boot links and reset those nodes, so they boot their disks"
-                           " (every such node unless specs are given)")
+                      help="take the nodes given (default $NODES) out of the imaging OS: remove their link to it"
+                           " and reset them, so they boot their disks; without any, every node whose link"
+                           " points at it")
     parser.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
-                        help="deadline of the command (default: [nodes] boot_timeout; with --reset, the power"
-                             " commands' reset deadline)")
+                        help="deadline of the command (default: [nodes] boot_timeout and a cmc_timeout; with"
+                             " --reset, the power commands' reset deadline)")
     parser.add_argument("--wait-lock", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait that long for nodes busy with another command (default: refuse)")
     parser.add_argument("--json", action="store_true", help="one JSON object per node")
@@ -35,16 +37,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..jobs.rescue import leave, rescue
     from .settings import next_boot, rescue_plan
 
-    chosen = bool(args.specs) or args.all_nodes
-    nodes = ctx.select_nodes() if chosen or not (args.list or args.reset) else list(ctx.inventory)
+    named = ctx.names_nodes()
+    nodes = ctx.select_nodes(default_all=args.list or args.reset)
     nextboot = next_boot(ctx.config, nodes)
-    if args.list or args.reset:
-        nextboot.check(nodes, writing=False)
+    if args.list or (args.reset and not named):  # the nodes left in the imaging OS, of those chosen
+        nextboot.check(nodes, need="read")
         nodes = [node for node in nodes if nextboot.boots_imaging_os(node)]
         if args.list or not nodes:
             show(nodes, nextboot, args.json)
             return 0
-    nextboot.check(nodes)
+    nextboot.check(nodes, need="unlink" if args.reset else "boot")
     plan = rescue_plan(ctx.config, nodes, leaving=args.reset, timeout=args.timeout, lock_wait=args.wait_lock)
     ctx.require_lease(nodes, plan.timeout)
     job = leave if args.reset else rescue

@@ -182,10 +182,12 @@ def save_plan(config: Config, inventory: Inventory, nodes: Sequence[Node], targe
 
 def rescue_plan(config: Config, nodes: Sequence[Node], *, leaving: bool, timeout: float | None,
                 lock_wait: float) -> RescuePlan:
-    """What ``imaging-rescue`` needs; its deadline defaults to ``[nodes] boot_timeout`` to bring nodes in,
-    to the power commands' reset deadline to take them out (``leaving``), the lock wait added."""
+    """What ``imaging-rescue`` needs; its deadline defaults to ``[nodes] boot_timeout`` and a ``cmc_timeout``
+    to bring nodes in (so that a node late to boot is told so, not timed out), to the power commands' reset
+    deadline to take them out (``leaving``), the lock wait added."""
     if timeout is None:
-        timeout = reset_deadline(config) if leaving else config.get_float("nodes", "boot_timeout")
+        timeout = reset_deadline(config) if leaving else (config.get_float("nodes", "boot_timeout")
+                                                          + config.get_float("nodes", "cmc_timeout"))
     return RescuePlan(nodes=nodes, power=power_options(config, nodes), boot=boot_settings(config),
                       timeout=timeout + lock_wait, lock_dir=config.get_path("locks", "lock_dir"),
                       lock_wait=lock_wait)

@@ -67,7 +67,11 @@ class Browser:
 
     def __init__(self, namespace: str, binary: str, driver: str) -> None:
         self._thread = ThreadPoolExecutor(1, initializer=enter_network_namespace, initargs=(namespace,))
-        self.driver = self._thread.submit(start_chromium, binary, driver).result(timeout=CALL_TIMEOUT)
+        try:
+            self.driver = self._thread.submit(start_chromium, binary, driver).result(timeout=CALL_TIMEOUT)
+        except BaseException:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+            raise
 
     def call(self, action: Callable[[webdriver.Chrome], T]) -> T:
         """``action(driver)`` on the browser's thread; its result."""

@@ -193,6 +193,7 @@ def test_a_load_shows_on_its_nodes_with_growing_percent(bed: Testbed, page: Brow
             tiles = page.script(TILES + "return tiles")
             for name, percents in page_percents.items():
                 if tiles[name]["bar"] and tiles[name]["what"] == "load receiving":
+                    assert tiles[name]["percent"] is not None, (name, tiles[name])  # a bar shows a percent
                     percents.append(tiles[name]["percent"])
             assert not tiles["fit03"]["bar"] and not tiles["fit04"]["bar"], tiles
             if screenshot is None and all(5 < (tiles[name]["percent"] or 0) < 95 for name in page_percents):
@@ -206,11 +207,12 @@ def test_a_load_shows_on_its_nodes_with_growing_percent(bed: Testbed, page: Brow
         assert "imaging_node_job_percent" in get(bed, "/metrics")
         until(bed, lambda seen: all(n["job"] is None for n in seen.values()), "the load gone from every node")
         page.until(TILES + "return Object.values(tiles).every(tile => !tile.bar)", "every bar gone")
-    finally:  # random bytes boot nothing: the default image back, whatever happened
+    finally:  # random bytes boot nothing: the default image back, whatever happened (a failure stays the one told)
         if load.poll() is None:
             load.terminate()
             load.communicate(timeout=30)
-        assert product(bed, "load", "-t", "60", "1-2").code == 0
+        restored = product(bed, "load", "-t", "60", "1-2")
+    assert restored.code == 0, restored.out + restored.err
 
 
 def test_the_page_shows_every_node_and_a_node_turned_off_changes_colour(bed: Testbed, page: Browser) -> None:

@@ -50,14 +50,26 @@ def test_rescue_keeps_nodes_in_the_imaging_os_until_reset(bed: Testbed) -> None:
         f"fit0{n}  next boot: imaging OS ({folder / link_name(bed, n)})" for n in (1, 2)]
     assert [r["hostname"] for r in product(bed, "rescue", "--list", "--json", "2-4").json_lines()] == ["fit02"]
 
-    # out of rescue: the node given, then every node left there
+    # out of rescue: the node given
     out = product(bed, "rescue", "--reset", "2")
     assert out.code == 0, out.out + out.err
     assert set(links(bed)) == {link_name(bed, 1)}
     assert product(bed, "wait", "-t", "20", "2").code == 0
-    out = product(bed, "rescue", "--reset")
-    assert out.code == 0 and "1 ok, 0 failed" in out.out, out.out + out.err
+
+    # every node left there, fit01, whose card does not answer: its retry line still takes it out
+    bed.fault(1, "cmc=blackhole")
+    out = product(bed, "rescue", "--reset", "-t", "4", "--json")
+    summary = out.json_lines()[-1]
+    assert out.code == 1 and [r["node"] for r in summary["summary"]] == ["fit01"], out.out + out.err
+    assert summary["retry"] == "imaging-rescue --reset -t 4 1"
+    bed.fault(1, "cmc=ok")
+    assert product(bed, "off", "1").code == 0
+    out = product(bed, "rescue", "--reset", "1", "--json")  # the retry, on a node that is now off
+    assert out.code == 0, out.out + out.err
+    assert out.json_lines()[-1]["summary"][0]["detail"] == "next boot: its disk; left off"
     assert links(bed) == {}
+    assert product(bed, "status", "1").lines() == {"fit01": "off"}
+    assert product(bed, "on", "1").code == 0
     assert product(bed, "wait", "-t", "20", "1").code == 0
     assert bed.status()["fit01"].stage == "ssh"
     assert product(bed, "rescue", "--list").out == f"{NONE}\n"
