@@ -77,6 +77,8 @@ def tracked(run_dir: Path) -> list[Tracked]:
         try:
             pid, start = path.read_text().split()
             found.append(Tracked(path.stem, int(pid), int(start)))
+        except FileNotFoundError:
+            continue  # untracked since the folder was listed: its process ended
         except (OSError, ValueError):
             log.warning("ignoring unreadable PID file %s", path)
     return found
