@@ -4,6 +4,7 @@ public handle (:mod:`imaging_testbed.handle`), which the tests use too."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -75,8 +76,7 @@ def rhubarbe_site(layout: Layout, cycle: float = 5.0) -> Iterator[Path | None]:
     (run it with ``HOME`` there).  rhubarbe reaches nodes and cards by hostname (``fit01``): the server
     namespace gets an ``/etc/hosts`` of its own for the run (``/etc/netns/<namespace>/hosts``, which ``ip
     netns exec`` mounts), removed afterwards."""
-    import contextlib
-    import json
+    import json  # here: the baseline helpers importing this module must start as fast as a naive script
 
     program = os.environ.get("RHUBARBE", "")
     if not program or not shutil.which(program) or not shutil.which("ping"):

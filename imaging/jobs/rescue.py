@@ -11,7 +11,7 @@ from pathlib import Path
 from ..events import Event, NodeResult
 from ..inventory import Node
 from ..power.base import Power, PowerOptions
-from ..power.reset import ensure_reset
+from ..power.reset import reset_running
 from .imagingos import BootSettings, Emit, JobState, boot_imaging_os, run_imaging_node
 
 IN_RESCUE = "in the imaging OS, and there at its next boots until imaging-rescue --reset"
@@ -64,6 +64,6 @@ async def leave(plan: RescuePlan, state: JobState, emit: Emit) -> list[NodeResul
         if await power.status(node) == "off":
             return "next boot: its disk; left off"
         emit(Event(node.hostname, "resetting"))
-        return f"next boot: its disk; {await ensure_reset(power, node, plan.boot.reset)}"
+        return f"next boot: its disk; {await reset_running(power, node, plan.boot.reset)}"
 
     return await _each_node(plan, state, emit, False, work)

@@ -54,6 +54,12 @@ async def ensure_reset(power: Power, node: Node, settings: ResetSettings) -> str
         await power.request(node, "on")
         await _wait_status(power, node, "on", settings.poll)
         return "turned on"
+    return await reset_running(power, node, settings)
+
+
+async def reset_running(power: Power, node: Node, settings: ResetSettings) -> str:
+    """The part of :func:`ensure_reset` for a node its controller says is on: reset, checked, power-cycled
+    when ignored; return what was done."""
     answering = await any_port_answers(node.control.ip, settings.probe_ports, settings.poll)
     await power.request(node, "reset")
     if not answering or await _goes_silent(node, settings):
